@@ -1,0 +1,44 @@
+# Two commands do all set-up on a fresh machine:
+#   make run    train on the built-in demo data, evaluate and print recommendations
+#   make test   lint, type-check and run the whole test suite
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+REKKO_DATASETS ?= $(abspath ../shared/datasets)
+export REKKO_DATASETS
+
+.PHONY: setup run test lint format typecheck unit lock clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $@
+
+run: setup
+	$(BIN)/rekko demo
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+format: setup
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+typecheck: setup
+	$(BIN)/mypy
+
+unit: setup
+	$(BIN)/python -m pytest
+
+test: lint typecheck unit
+
+# Re-resolve the pinned versions (run after changing dependencies in pyproject.toml).
+lock: setup
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^rekko' > constraints.txt
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

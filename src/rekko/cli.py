@@ -1,0 +1,547 @@
+"""The ``rekko`` command line: train, recommend, predict, similar, evaluate, split, datasets.
+
+Bad input gives one clear line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from rekko.config import data_spec, read_config
+from rekko.errors import DataError, RekkoError
+
+app = typer.Typer(
+    name="rekko",
+    help="Recommendations from your own data: load, train, evaluate and recommend.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+datasets_app = typer.Typer(help="Built-in data sets: list them, download MovieLens.")
+app.add_typer(datasets_app, name="datasets")
+
+console = Console()
+errors = Console(stderr=True)
+
+# -- shared options ------------------------------------------------------------------------
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help="A rekko.toml with [data] and per-command keys.")
+]
+DatasetOpt = Annotated[
+    str | None,
+    typer.Option("--dataset", help="Built-in data set: demo, movielens-100k, fiverr, seefud..."),
+]
+DataDirOpt = Annotated[
+    str | None, typer.Option("--data-dir", help="Folder with a built-in data set's files.")
+]
+InteractionsOpt = Annotated[
+    str | None,
+    typer.Option("--interactions", "-i", help="Interactions: CSV/Parquet path or SQLAlchemy URL."),
+]
+TableOpt = Annotated[str | None, typer.Option("--table", help="SQL table of interactions.")]
+QueryOpt = Annotated[str | None, typer.Option("--query", help="SQL query of interactions.")]
+ItemsOpt = Annotated[str | None, typer.Option("--items", help="Item features file.")]
+UsersOpt = Annotated[str | None, typer.Option("--users", help="User features file.")]
+UserColOpt = Annotated[str | None, typer.Option("--user-col", help="Column of user ids.")]
+ItemColOpt = Annotated[str | None, typer.Option("--item-col", help="Column of item ids.")]
+RatingColOpt = Annotated[
+    str | None, typer.Option("--rating-col", help="Column of explicit ratings.")
+]
+ValueColOpt = Annotated[
+    str | None, typer.Option("--value-col", help="Column of implicit strengths.")
+]
+EventColOpt = Annotated[str | None, typer.Option("--event-col", help="Column of event types.")]
+TimeColOpt = Annotated[str | None, typer.Option("--timestamp-col", help="Column of times.")]
+WeightsOpt = Annotated[
+    str | None,
+    typer.Option("--event-weights", help="Event weights, e.g. view=1,addtocart=3,transaction=5."),
+]
+
+
+def _data(config: dict[str, Any], **flags: Any) -> Any:
+    with console.status("Loading data..."):
+        dataset = data_spec(config, flags).load()
+    console.print(f"[dim]{dataset}[/dim]")
+    return dataset
+
+
+def _section(config: dict[str, Any], name: str) -> dict[str, Any]:
+    section = config.get(name, {})
+    if not isinstance(section, dict):
+        raise DataError(f"[{name}] in the config must be a table")
+    return section
+
+
+def _parse_params(pairs: list[str] | None, base: dict[str, Any]) -> dict[str, Any]:
+    """``key=value`` pairs; values are read as JSON when they parse (numbers, true, lists)."""
+    params = dict(base)
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise DataError(f"--param expects key=value, got {pair!r}")
+        try:
+            params[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[key.strip()] = raw
+    return params
+
+
+def _parse_filters(text: str | None) -> Any:
+    if text is None:
+        return None
+    from rekko.constraints import parse_constraints
+
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as error:
+        example = '{"price": {"max": 50}}'
+        raise DataError(f"--filter must be JSON, e.g. '{example}' ({error.msg})") from None
+    return parse_constraints(spec)
+
+
+def _write_table(frame: pd.DataFrame, output: Path) -> None:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if output.suffix == ".json":
+        output.write_text(frame.to_json(orient="records", indent=2))
+    elif output.suffix == ".parquet":
+        frame.to_parquet(output, index=False)
+    else:
+        frame.to_csv(output, index=False)
+    console.print(f"Wrote {len(frame)} rows to {output}")
+
+
+def _print_frame(frame: pd.DataFrame, title: str | None = None, digits: int = 4) -> None:
+    table = Table(title=title)
+    for column in frame.columns:
+        table.add_column(
+            str(column), justify="right" if frame[column].dtype.kind in "iuf" else "left"
+        )
+    for row in frame.itertuples(index=False):
+        table.add_row(*(f"{v:.{digits}f}" if isinstance(v, float) else str(v) for v in row))
+    console.print(table)
+
+
+# -- commands ------------------------------------------------------------------------------
+@app.command()
+def train(
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Model name (see `rekko models`).")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Model folder to write.")
+    ] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="Hyperparameter key=value (repeat).")
+    ] = None,
+    config: ConfigOpt = None,
+    dataset: DatasetOpt = None,
+    data_dir: DataDirOpt = None,
+    interactions: InteractionsOpt = None,
+    table: TableOpt = None,
+    query: QueryOpt = None,
+    items: ItemsOpt = None,
+    users: UsersOpt = None,
+    user_col: UserColOpt = None,
+    item_col: ItemColOpt = None,
+    rating_col: RatingColOpt = None,
+    value_col: ValueColOpt = None,
+    event_col: EventColOpt = None,
+    timestamp_col: TimeColOpt = None,
+    event_weights: WeightsOpt = None,
+) -> None:
+    """Train a model on your data and save it to a folder."""
+    from rekko.models import create_model
+
+    settings = read_config(config)
+    section = _section(settings, "train")
+    model_name = model or section.get("model")
+    output = output or (Path(section["output"]) if "output" in section else None)
+    if model_name is None or output is None:
+        raise DataError("train needs --model and --output (or [train] model/output in --config)")
+    params = _parse_params(param, section.get("params", {}))
+    recommender = create_model(model_name, **params)
+    data = _data(
+        settings,
+        dataset=dataset,
+        data_dir=data_dir,
+        interactions=interactions,
+        table=table,
+        query=query,
+        items=items,
+        users=users,
+        user_col=user_col,
+        item_col=item_col,
+        rating_col=rating_col,
+        value_col=value_col,
+        event_col=event_col,
+        timestamp_col=timestamp_col,
+        event_weights=event_weights,
+    )
+    started = time.perf_counter()
+    with console.status(f"Training {model_name}..."):
+        recommender.fit(data)
+    seconds = time.perf_counter() - started
+    recommender.save(output)
+    console.print(f"Trained [bold]{model_name}[/bold] in {seconds:.2f} s; saved to {output}")
+
+
+@app.command()
+def recommend(
+    model: Annotated[Path, typer.Option("--model", "-m", help="A trained model folder.")],
+    user: Annotated[
+        list[str] | None, typer.Option("--user", "-u", help="User id (repeat).")
+    ] = None,
+    all_users: Annotated[
+        bool, typer.Option("--all-users", help="Every user the model knows.")
+    ] = False,
+    k: Annotated[int, typer.Option("-k", min=1, max=10_000, help="Items per user.")] = 10,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="CSV/JSON/Parquet file.")
+    ] = None,
+    filters: Annotated[
+        str | None,
+        typer.Option("--filter", help='Constraints as JSON, e.g. {"price": {"max": 50}}.'),
+    ] = None,
+    include_seen: Annotated[
+        bool, typer.Option("--include-seen", help="Also recommend the user's training items.")
+    ] = False,
+) -> None:
+    """Top-K items per user: user_id,item_id,rank,score (rank 1 is best)."""
+    from rekko.models import load_model
+
+    recommender = load_model(model)
+    if all_users == bool(user):
+        raise DataError("give either --user ID (one or more) or --all-users")
+    assert recommender.users_ is not None
+    targets = list(recommender.users_.external_ids) if all_users else list(user or [])
+    with console.status(f"Recommending for {len(targets)} user(s)..."):
+        recs = recommender.recommend(
+            targets, k, exclude_seen=not include_seen, filters=_parse_filters(filters)
+        )
+    if output is not None:
+        _write_table(recs, output)
+    else:
+        _print_frame(recs)
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Option("--model", "-m", help="A trained rating model folder.")],
+    pairs: Annotated[Path, typer.Option("--pairs", help="CSV with user_id,item_id columns.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="CSV to write.")],
+) -> None:
+    """Predicted ratings for user-item pairs: user_id,item_id,prediction."""
+    from rekko.models import load_model
+
+    recommender = load_model(model)
+    try:
+        frame = pd.read_csv(pairs, dtype=str, encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise DataError("file not found", source=str(pairs)) from None
+    except (pd.errors.EmptyDataError, pd.errors.ParserError) as error:
+        raise DataError(f"cannot read CSV ({error})", source=str(pairs)) from None
+    missing = {"user_id", "item_id"} - set(frame.columns)
+    if missing:
+        raise DataError(f"missing column(s) {sorted(missing)}", source=str(pairs))
+    frame["prediction"] = recommender.predict(list(frame["user_id"]), list(frame["item_id"]))
+    _write_table(frame[["user_id", "item_id", "prediction"]], output)
+
+
+@app.command()
+def similar(
+    model: Annotated[Path, typer.Option("--model", "-m", help="A trained model folder.")],
+    item: Annotated[list[str], typer.Option("--item", help="Item id (repeat).")],
+    k: Annotated[int, typer.Option("-k", min=1, max=10_000, help="Items per item.")] = 10,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="CSV/JSON file.")] = None,
+) -> None:
+    """Items most similar to the given items."""
+    from rekko.models import load_model
+
+    result = load_model(model).similar_items(item, k)
+    if output is not None:
+        _write_table(result, output)
+    else:
+        _print_frame(result)
+
+
+@app.command()
+def evaluate(
+    models: Annotated[
+        str | None, typer.Option("--models", help="Comma-separated model names to compare.")
+    ] = None,
+    split: Annotated[
+        str, typer.Option("--split", help="random, temporal or leave-last-out.")
+    ] = "random",
+    test_fraction: Annotated[float, typer.Option("--test-fraction", min=0.01, max=0.99)] = 0.2,
+    seed: Annotated[int, typer.Option("--seed")] = 42,
+    k: Annotated[list[int] | None, typer.Option("-k", help="Cut-off (repeat for several).")] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option("--relevance-threshold", help="Min rating that counts as relevant."),
+    ] = None,
+    recommendations: Annotated[
+        Path | None, typer.Option("--recommendations", help="Score a recommendations CSV instead.")
+    ] = None,
+    test: Annotated[
+        Path | None, typer.Option("--test", help="Test interactions CSV (with --recommendations).")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="CSV or JSON table.")
+    ] = None,
+    config: ConfigOpt = None,
+    dataset: DatasetOpt = None,
+    data_dir: DataDirOpt = None,
+    interactions: InteractionsOpt = None,
+    table: TableOpt = None,
+    query: QueryOpt = None,
+    items: ItemsOpt = None,
+    users: UsersOpt = None,
+    user_col: UserColOpt = None,
+    item_col: ItemColOpt = None,
+    rating_col: RatingColOpt = None,
+    value_col: ValueColOpt = None,
+    event_col: EventColOpt = None,
+    timestamp_col: TimeColOpt = None,
+    event_weights: WeightsOpt = None,
+) -> None:
+    """Compare models on one split (ranking metrics, coverage, novelty, RMSE, time).
+
+    Or score an existing recommendations file against test interactions.
+    """
+    from rekko.data.splits import make_split
+    from rekko.evaluation import Protocol, evaluate_recommendations
+    from rekko.evaluation import evaluate as run_evaluation
+    from rekko.models import create_model
+
+    protocol = Protocol(ks=tuple(k or [10]), relevance_threshold=threshold)
+    if recommendations is not None or test is not None:
+        if recommendations is None or test is None:
+            raise DataError("--recommendations and --test go together")
+        recs = _read_csv(recommendations)
+        truth = _read_csv(test)
+        scores = evaluate_recommendations(
+            recs, truth, protocol=Protocol(ks=protocol.ks, beyond_accuracy=False)
+        )
+        result = pd.DataFrame([{"recommendations": recommendations.name, **scores}])
+    else:
+        settings = read_config(config)
+        section = _section(settings, "evaluate")
+        names = (models or section.get("models") or "popularity").split(",")
+        candidates = {name.strip(): create_model(name.strip()) for name in names if name.strip()}
+        data = _data(
+            settings,
+            dataset=dataset,
+            data_dir=data_dir,
+            interactions=interactions,
+            table=table,
+            query=query,
+            items=items,
+            users=users,
+            user_col=user_col,
+            item_col=item_col,
+            rating_col=rating_col,
+            value_col=value_col,
+            event_col=event_col,
+            timestamp_col=timestamp_col,
+            event_weights=event_weights,
+        )
+        splitter = make_split(split, test_fraction=test_fraction, seed=seed)
+        with console.status(f"Evaluating {len(candidates)} model(s) on a {split} split..."):
+            result = run_evaluation(candidates, data, splitter, protocol=protocol)
+    _print_frame(
+        result.T.reset_index().set_axis(["metric", *result.index.astype(str)], axis=1)
+        if len(result.columns) > 8
+        else result,
+        title="Evaluation",
+    )
+    if output is not None:
+        _write_table(result, output)
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, dtype=str, encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise DataError("file not found", source=str(path)) from None
+    except (pd.errors.EmptyDataError, pd.errors.ParserError) as error:
+        raise DataError(f"cannot read CSV ({error})", source=str(path)) from None
+
+
+@app.command("split")
+def split_command(
+    train_output: Annotated[
+        Path, typer.Option("--train-output", help="CSV for the training part.")
+    ],
+    test_output: Annotated[Path, typer.Option("--test-output", help="CSV for the test part.")],
+    split: Annotated[
+        str, typer.Option("--split", help="random, temporal or leave-last-out.")
+    ] = "random",
+    test_fraction: Annotated[float, typer.Option("--test-fraction", min=0.01, max=0.99)] = 0.2,
+    seed: Annotated[int, typer.Option("--seed")] = 42,
+    config: ConfigOpt = None,
+    dataset: DatasetOpt = None,
+    data_dir: DataDirOpt = None,
+    interactions: InteractionsOpt = None,
+    table: TableOpt = None,
+    query: QueryOpt = None,
+    user_col: UserColOpt = None,
+    item_col: ItemColOpt = None,
+    rating_col: RatingColOpt = None,
+    value_col: ValueColOpt = None,
+    event_col: EventColOpt = None,
+    timestamp_col: TimeColOpt = None,
+    event_weights: WeightsOpt = None,
+) -> None:
+    """Split interactions into train and test CSV files (aggregated pairs)."""
+    from rekko.data.splits import make_split
+
+    data = _data(
+        read_config(config),
+        dataset=dataset,
+        data_dir=data_dir,
+        interactions=interactions,
+        table=table,
+        query=query,
+        user_col=user_col,
+        item_col=item_col,
+        rating_col=rating_col,
+        value_col=value_col,
+        event_col=event_col,
+        timestamp_col=timestamp_col,
+        event_weights=event_weights,
+    )
+    train_part, test_part = make_split(split, test_fraction=test_fraction, seed=seed).split(data)
+    _write_table(train_part.to_frame(), train_output)
+    _write_table(test_part.to_frame(), test_output)
+
+
+@app.command("models")
+def list_models() -> None:
+    """List the registered models with their abilities and parameters."""
+    from dataclasses import asdict
+
+    from rekko.models import available_models, get_model_class
+
+    table = Table(title="Models")
+    for column in ("name", "abilities", "parameters (defaults)"):
+        table.add_column(column)
+    for name in available_models():
+        model_class = get_model_class(name)
+        abilities = ", ".join(k for k, v in asdict(model_class.abilities).items() if v) or "-"
+        params = ", ".join(
+            f"{key}={field.default!r}" for key, field in model_class.Params.model_fields.items()
+        )
+        table.add_row(name, abilities, params or "-")
+    console.print(table)
+
+
+@app.command()
+def demo(
+    model: Annotated[str, typer.Option("--model", "-m", help="Model to train.")] = "popularity",
+    output: Annotated[Path, typer.Option("--output", "-o", help="Model folder.")] = Path(
+        "models/demo"
+    ),
+    users: Annotated[int, typer.Option("--users", min=1, help="Users to show.")] = 3,
+    k: Annotated[int, typer.Option("-k", min=1, max=100)] = 5,
+) -> None:
+    """The main job: train on the built-in demo shop, evaluate, save and recommend."""
+    from rekko.data.demo import load_demo
+    from rekko.data.splits import RandomSplit
+    from rekko.evaluation import evaluate as run_evaluation
+    from rekko.models import create_model
+
+    data = load_demo()
+    console.print(f"[bold]Demo shop[/bold]: {data}")
+    names = dict.fromkeys([model, "popularity"])
+    with console.status("Evaluating on a per-user 80/20 split..."):
+        table = run_evaluation({name: create_model(name) for name in names}, data, RandomSplit())
+    _print_frame(
+        table[["model", "ndcg@10", "recall@10", "map@10", "coverage@10", "fit_s"]],
+        title="Offline evaluation (demo shop, 80/20 per-user split, seed 42)",
+    )
+    recommender = create_model(model).fit(data)
+    recommender.save(output)
+    console.print(f"Saved the {model} model trained on all data to {output}")
+    shown = list(data.users.external_ids[:users])
+    recs = recommender.recommend(shown, k)
+    assert data.item_features is not None
+    titles = data.item_features.frame["title"].to_numpy()
+    recs["title"] = titles[data.items.to_index(recs["item_id"])]
+    _print_frame(recs, title=f"Top {k} for {len(shown)} users")
+
+
+@datasets_app.command("list")
+def datasets_list() -> None:
+    """The built-in data sets and their loaders."""
+    from rekko.data.loaders import DATASETS
+
+    table = Table(title="Built-in data sets")
+    table.add_column("name")
+    table.add_column("what")
+    table.add_row("demo", "A generated shop: 600 users, 400 items, view/cart/purchase events.")
+    for name, entry in DATASETS.items():
+        table.add_row(name, entry[1])
+    console.print(table)
+
+
+@datasets_app.command("download")
+def datasets_download(
+    variant: Annotated[str, typer.Argument(help="MovieLens variant, e.g. ml-100k.")] = "ml-100k",
+    cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Where to keep it.")] = None,
+    offline: Annotated[bool, typer.Option("--offline", help="Only use the cache.")] = False,
+) -> None:
+    """Download a MovieLens archive (checksum verified) into the cache; print its folder."""
+    from rekko.data.download import download_movielens
+
+    with console.status(f"Fetching {variant}..."):
+        folder = download_movielens(variant, cache_dir=cache_dir, offline=offline)
+    console.print(str(folder))
+
+
+@datasets_app.command("info")
+def datasets_info(
+    dataset: Annotated[str, typer.Option("--dataset", help="Built-in data set name.")] = "demo",
+    data_dir: DataDirOpt = None,
+    interactions: InteractionsOpt = None,
+) -> None:
+    """Load a data set and print its summary (counts, density, cold-start shares)."""
+    spec = {
+        "dataset": None if interactions else dataset,
+        "data_dir": data_dir,
+        "interactions": interactions,
+    }
+    data = _data({}, **spec)
+    summary = data.summary()
+    _print_frame(pd.DataFrame({"what": list(summary), "value": [str(v) for v in summary.values()]}))
+
+
+def main() -> None:
+    """Console entry point: one clear line and exit code 1 (2 for usage) on errors."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except RekkoError as error:
+        errors.print(f"error: {error}", style="red", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except (FileNotFoundError, PermissionError, IsADirectoryError) as error:
+        errors.print(
+            f"error: {error.strerror}: {error.filename}", style="red", markup=False, highlight=False
+        )
+        sys.exit(1)
+    except MemoryError:
+        errors.print("error: out of memory", style="red", markup=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""Where the data comes from, as the CLI flags and ``rekko.toml`` describe it.
+
+A ``rekko.toml`` holds the same keys as the command-line flags (with ``_`` for ``-``),
+in a ``[data]`` table shared by all commands and one table per command::
+
+    [data]
+    interactions = "events.csv"
+    items = "items.csv"
+    event_weights = "view=1,addtocart=3,transaction=5"
+
+    [train]
+    model = "als"
+    output = "models/als"
+    params = { factors = 64 }
+
+Flags given on the command line win over the file.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from rekko.data.dataset import Dataset, EventWeights
+from rekko.errors import DataError
+
+BUILTIN_DEMO = "demo"
+
+
+class DataSpec(BaseModel):
+    """A data source: a built-in data set, or files / a SQL table with a column mapping."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str | None = Field(
+        default=None, description="A built-in data set: demo, movielens-100k, fiverr, seefud..."
+    )
+    data_dir: str | None = Field(
+        default=None, description="Folder of a built-in data set's files (not needed for demo)."
+    )
+    interactions: str | None = Field(
+        default=None, description="Interactions: a CSV/Parquet path or a SQLAlchemy URL."
+    )
+    table: str | None = None
+    query: str | None = None
+    items: str | None = None
+    users: str | None = None
+    user_col: str | None = None
+    item_col: str | None = None
+    rating_col: str | None = None
+    value_col: str | None = None
+    event_col: str | None = None
+    timestamp_col: str | None = None
+    item_id_col: str = "item_id"
+    user_id_col: str = "user_id"
+    event_weights: str | None = None
+    aggregate: Literal["sum", "max", "last"] = "sum"
+
+    def load(self) -> Dataset:
+        """Read and validate the data (raises :class:`DataError` with file/row/column)."""
+        if self.dataset is not None:
+            if self.interactions is not None:
+                raise DataError("give either a built-in dataset or --interactions, not both")
+            if self.dataset == BUILTIN_DEMO:
+                from rekko.data.demo import load_demo
+
+                return load_demo()
+            from rekko.data.loaders import load_builtin
+
+            if self.data_dir is None:
+                raise DataError(f"data set {self.dataset!r} needs --data-dir (its files' folder)")
+            return load_builtin(self.dataset, Path(self.data_dir))
+        if self.interactions is None:
+            raise DataError("no data: give --interactions PATH (or --dataset demo)")
+        from rekko.data.readers import ColumnMap, load_dataset
+
+        mapping = {
+            "user": self.user_col,
+            "item": self.item_col,
+            "rating": self.rating_col,
+            "value": self.value_col,
+            "event": self.event_col,
+            "timestamp": self.timestamp_col,
+        }
+        columns = ColumnMap(**{key: value for key, value in mapping.items() if value is not None})
+        return load_dataset(
+            self.interactions,
+            items=self.items,
+            users=self.users,
+            columns=columns,
+            item_id_column=self.item_id_col,
+            user_id_column=self.user_id_col,
+            event_weights=EventWeights.parse(self.event_weights) if self.event_weights else None,
+            aggregate=self.aggregate,
+            table=self.table,
+            query=self.query,
+        )
+
+
+def read_config(path: Path | None) -> dict[str, Any]:
+    """The parsed ``rekko.toml`` (``{}`` when no path is given)."""
+    if path is None:
+        return {}
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise DataError("config file not found", source=str(path)) from None
+    except tomllib.TOMLDecodeError as error:
+        raise DataError(f"not valid TOML ({error})", source=str(path)) from None
+
+
+def data_spec(config: dict[str, Any], flags: dict[str, Any]) -> DataSpec:
+    """The data spec from the config's ``[data]`` table overridden by the given flags."""
+    values = dict(config.get("data", {}))
+    values.update({key: value for key, value in flags.items() if value is not None})
+    try:
+        return DataSpec(**values)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: "
+            + ("unknown key" if e["type"] == "extra_forbidden" else e["msg"])
+            for e in error.errors()
+        )
+        raise DataError(f"invalid data settings: {problems}") from None

@@ -1,0 +1,577 @@
+"""The in-memory data set every model trains on: interactions plus optional feature tables.
+
+Data flows one way: a reader produces a plain ``pandas.DataFrame`` with external ids, and
+:meth:`Dataset.from_frame` validates it, maps ids once and aggregates duplicates. Models then
+only see integer indices and the sparse user x item matrix, built once and cached.
+
+Aggregation rule for repeated (user, item) pairs, applied once at construction:
+
+* explicit ratings: the **last** rating wins (latest timestamp, then the later row);
+* implicit events: the pair's weighted values are **summed** (``aggregate="sum"``, the default),
+  or the largest is kept (``"max"``), or the latest (``"last"``);
+* the pair keeps its latest timestamp, its strongest event type (largest weight) and the
+  number of raw events in ``count``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import scipy.sparse as sp
+
+from rekko.data.idmap import IdMap
+from rekko.errors import DataError
+
+FeatureKind = Literal["categorical", "multi", "text", "numeric", "latitude", "longitude"]
+Aggregate = Literal["sum", "max", "last"]
+FEATURE_KINDS: tuple[str, ...] = (
+    "categorical",
+    "multi",
+    "text",
+    "numeric",
+    "latitude",
+    "longitude",
+)
+
+#: Column names of the frame :meth:`Dataset.from_frame` reads.
+USER, ITEM, RATING, VALUE, EVENT, TIMESTAMP = (
+    "user_id",
+    "item_id",
+    "rating",
+    "value",
+    "event",
+    "timestamp",
+)
+
+
+@dataclass(frozen=True)
+class EventWeights:
+    """How much each event type counts, e.g. ``view=1, addtocart=3, transaction=5``.
+
+    An event type missing from ``weights`` is an error unless ``default`` is set.
+    """
+
+    weights: Mapping[str, float] = field(default_factory=dict)
+    default: float | None = None
+
+    def __post_init__(self) -> None:
+        for name, weight in self.weights.items():
+            if not np.isfinite(weight) or weight < 0:
+                raise DataError(f"event weight for {name!r} must be a finite number >= 0")
+
+    @classmethod
+    def parse(cls, text: str) -> EventWeights:
+        """Parse ``"view=1,addtocart=3,transaction=5"`` (``*=1`` sets the default)."""
+        weights: dict[str, float] = {}
+        default: float | None = None
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            name, sep, number = part.partition("=")
+            try:
+                weight = float(number)
+            except ValueError:
+                weight = float("nan")
+            if not sep or not name.strip() or not np.isfinite(weight):
+                raise DataError(f"event weights: expected NAME=NUMBER, got {part!r}")
+            if name.strip() == "*":
+                default = weight
+            else:
+                weights[name.strip()] = weight
+        return cls(weights, default)
+
+    def weigh(self, events: pd.Series, *, source: str | None = None) -> npt.NDArray[np.float32]:
+        """Weights of each event in ``events``; unknown types raise, naming the first row."""
+        names = events.astype(str)
+        mapped = names.map(dict(self.weights))
+        if mapped.isna().any():
+            if self.default is None:
+                first = _first(mapped.isna())
+                known = ", ".join(sorted(self.weights)) or "none configured"
+                raise DataError(
+                    f"unknown event type {names.iloc[first]!r} (known: {known}; set a default "
+                    "weight with '*=1')",
+                    source=source,
+                    row=_line(first),
+                    column=EVENT,
+                )
+            mapped = mapped.fillna(self.default)
+        return mapped.to_numpy(dtype=np.float32)
+
+
+def _line(position: int) -> int:
+    """The file line of a frame row read with a header line (row 0 -> line 2)."""
+    return position + 2
+
+
+def _first(mask: pd.Series | npt.NDArray[np.bool_]) -> int:
+    """Position of the first true entry (frames here always have a RangeIndex)."""
+    return int(np.flatnonzero(np.asarray(mask))[0])
+
+
+@dataclass(frozen=True)
+class FeatureTable:
+    """Features of users or items: one row per index of ``ids``, in index order.
+
+    ``kinds`` says how each column is to be read: ``categorical`` (one label), ``multi``
+    (a list of labels, such as genres or tags), ``text``, ``numeric``, ``latitude`` or
+    ``longitude``. Rows of ids that had no features are missing values.
+    """
+
+    frame: pd.DataFrame
+    kinds: Mapping[str, FeatureKind]
+
+    @classmethod
+    def build(
+        cls,
+        table: pd.DataFrame,
+        id_column: str,
+        ids: IdMap,
+        kinds: Mapping[str, FeatureKind] | None = None,
+        *,
+        multi_separator: str = "|",
+        source: str | None = None,
+    ) -> FeatureTable:
+        """Align ``table`` (with external ids in ``id_column``) to ``ids``.
+
+        Kinds not given are inferred: numbers -> ``numeric``, strings -> ``categorical``
+        (``text`` when most values have several words and are mostly distinct).
+        """
+        if id_column not in table.columns:
+            raise DataError(
+                f"feature table has no id column {id_column!r} (columns: {list(table.columns)})",
+                source=source,
+            )
+        table = table.reset_index(drop=True)
+        duplicated = table[id_column].duplicated()
+        if duplicated.any():
+            first = _first(duplicated)
+            raise DataError(
+                f"duplicate id {table[id_column].iloc[first]!r} in a feature table",
+                source=source,
+                row=_line(first),
+                column=id_column,
+            )
+        kinds = dict(kinds or {})
+        for name, kind in kinds.items():
+            if name not in table.columns:
+                raise DataError(f"feature column {name!r} not found", source=source)
+            if kind not in FEATURE_KINDS:
+                raise DataError(f"feature kind {kind!r} for {name!r} is not one of {FEATURE_KINDS}")
+        columns = [c for c in table.columns if c != id_column]
+        for name in columns:
+            kinds.setdefault(name, _infer_kind(table[name]))
+        positions = ids.to_index(table[id_column], unknown="mark")
+        frame = pd.DataFrame(index=pd.RangeIndex(len(ids)))
+        keep = positions >= 0
+        for name in columns:
+            values = table[name]
+            kind = kinds[name]
+            if kind in ("numeric", "latitude", "longitude"):
+                numbers = pd.to_numeric(values, errors="coerce")
+                bad = numbers.isna() & values.notna()
+                if bad.any():
+                    first = _first(bad)
+                    raise DataError(
+                        f"expected a number, got {values.iloc[first]!r}",
+                        source=source,
+                        row=_line(first),
+                        column=name,
+                    )
+                column = np.full(len(ids), np.nan)
+                column[positions[keep]] = numbers.to_numpy(dtype=float)[keep]
+                frame[name] = column
+            elif kind == "multi":
+                lists = values.map(lambda v: _split_multi(v, multi_separator))
+                column_obj = np.empty(len(ids), dtype=object)
+                column_obj[:] = [() for _ in range(len(ids))]
+                column_obj[positions[keep]] = lists.to_numpy(dtype=object)[keep]
+                frame[name] = column_obj
+            else:
+                column_obj = np.full(len(ids), None, dtype=object)
+                cleaned = values.map(lambda v: None if _missing(v) else str(v))
+                column_obj[positions[keep]] = cleaned.to_numpy(dtype=object)[keep]
+                frame[name] = column_obj
+        return cls(frame, {name: kinds[name] for name in columns})
+
+    def columns_of(self, *kinds: FeatureKind) -> list[str]:
+        return [name for name, kind in self.kinds.items() if kind in kinds]
+
+    def reindexed(self, size: int) -> FeatureTable:
+        """The table grown to ``size`` rows (new ids appended to an id map have no features)."""
+        if size == len(self.frame):
+            return self
+        frame = self.frame.reindex(pd.RangeIndex(size))
+        for name in self.columns_of("multi"):
+            frame[name] = [v if isinstance(v, tuple) else () for v in frame[name]]
+        return FeatureTable(frame, self.kinds)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))
+
+
+def _split_multi(value: Any, separator: str) -> tuple[str, ...]:
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return tuple(str(v) for v in value if not _missing(v))
+    if _missing(value) or value == "":
+        return ()
+    return tuple(part.strip() for part in str(value).split(separator) if part.strip())
+
+
+def _infer_kind(values: pd.Series) -> FeatureKind:
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        return "numeric"
+    present = values.dropna().astype(str)
+    if (
+        len(present)
+        and (present.str.count(" ") >= 2).mean() > 0.5
+        and present.nunique() > 0.5 * len(present)
+    ):
+        return "text"
+    return "categorical"
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Interactions between users and items, with optional feature tables.
+
+    ``interactions`` has one row per (user, item) pair with integer columns ``user`` and
+    ``item`` (indices into ``users`` and ``items``), ``value`` (float32: the rating for explicit
+    data, the summed event weight for implicit data), ``count`` and, when the source had them,
+    ``timestamp`` (int64 unix seconds) and ``event`` (the pair's strongest event type).
+    Build one with :meth:`from_frame`; it is not meant to be mutated.
+    """
+
+    interactions: pd.DataFrame
+    users: IdMap
+    items: IdMap
+    explicit: bool = False
+    item_features: FeatureTable | None = None
+    user_features: FeatureTable | None = None
+    name: str = "dataset"
+
+    # -- construction ---------------------------------------------------------------------
+    @classmethod
+    def from_frame(
+        cls,
+        frame: pd.DataFrame,
+        *,
+        item_features: pd.DataFrame | None = None,
+        user_features: pd.DataFrame | None = None,
+        item_feature_kinds: Mapping[str, FeatureKind] | None = None,
+        user_feature_kinds: Mapping[str, FeatureKind] | None = None,
+        event_weights: EventWeights | Mapping[str, float] | None = None,
+        aggregate: Aggregate = "sum",
+        multi_separator: str = "|",
+        users: IdMap | None = None,
+        items: IdMap | None = None,
+        name: str = "dataset",
+        source: str | None = None,
+    ) -> Dataset:
+        """Validate, map and aggregate a frame of raw interactions.
+
+        ``frame`` has the columns ``user_id``, ``item_id`` and optionally ``rating`` (explicit
+        feedback), ``value`` (an implicit strength, default 1), ``event`` (an event type,
+        weighted by ``event_weights``) and ``timestamp`` (unix seconds or anything
+        ``pandas.to_datetime`` reads). Feature tables have a ``user_id`` / ``item_id`` column.
+        Items that only appear in ``item_features`` are part of the catalogue (cold items).
+        Passing ``users`` / ``items`` extends those maps instead of building new ones, so indices
+        stay stable across data versions.
+        """
+        for column in (USER, ITEM):
+            if column not in frame.columns:
+                raise DataError(
+                    f"missing column {column!r} (columns found: {list(frame.columns)}); map your "
+                    "columns with the column options",
+                    source=source,
+                )
+        if frame.empty:
+            raise DataError("no interactions (the data is empty)", source=source)
+        frame = frame.reset_index(drop=True)
+        for column in (USER, ITEM):
+            missing = frame[column].isna() | (frame[column].astype(str).str.strip() == "")
+            if missing.any():
+                raise DataError(
+                    "missing id", source=source, row=_line(_first(missing)), column=column
+                )
+
+        explicit = RATING in frame.columns
+        if explicit:
+            values = _numbers(frame[RATING], RATING, source)
+            bad = ~np.isfinite(values) | (values < 0)
+            if bad.any():
+                first = int(np.flatnonzero(bad)[0])
+                raise DataError(
+                    f"rating must be a finite number >= 0, got {frame[RATING].iloc[first]!r}",
+                    source=source,
+                    row=_line(first),
+                    column=RATING,
+                )
+        else:
+            values = (
+                _numbers(frame[VALUE], VALUE, source)
+                if VALUE in frame.columns
+                else np.ones(len(frame), dtype=np.float64)
+            )
+            bad = ~np.isfinite(values) | (values < 0)
+            if bad.any():
+                first = int(np.flatnonzero(bad)[0])
+                raise DataError(
+                    "value must be a finite number >= 0",
+                    source=source,
+                    row=_line(first),
+                    column=VALUE,
+                )
+        events: pd.Series | None = None
+        if EVENT in frame.columns:
+            events = frame[EVENT].astype(str)
+            weights = (
+                event_weights
+                if isinstance(event_weights, EventWeights)
+                else EventWeights(dict(event_weights or {}), None if event_weights else 1.0)
+            )
+            event_weight = weights.weigh(events, source=source)
+            if not explicit:
+                values = values * event_weight
+        timestamps: npt.NDArray[np.int64] | None = None
+        if TIMESTAMP in frame.columns:
+            timestamps = parse_timestamps(frame[TIMESTAMP], source=source)
+
+        item_ids = list(frame[ITEM])
+        if item_features is not None and ITEM in item_features.columns:
+            item_ids += list(item_features[ITEM])
+        user_ids = list(frame[USER])
+        if user_features is not None and USER in user_features.columns:
+            user_ids += list(user_features[USER])
+        user_map = users.extend(user_ids) if users is not None else IdMap.from_values(user_ids)
+        item_map = items.extend(item_ids) if items is not None else IdMap.from_values(item_ids)
+
+        raw = pd.DataFrame(
+            {
+                "user": user_map.to_index(frame[USER], what="user"),
+                "item": item_map.to_index(frame[ITEM], what="item"),
+                "value": values.astype(np.float64),
+                "order": np.arange(len(frame)),
+            }
+        )
+        if timestamps is not None:
+            raw["timestamp"] = timestamps
+        if events is not None:
+            raw["event"] = events.to_numpy()
+            raw["event_weight"] = event_weight
+        interactions = _aggregate(raw, explicit=explicit, aggregate=aggregate)
+
+        item_table = (
+            FeatureTable.build(
+                item_features,
+                ITEM,
+                item_map,
+                item_feature_kinds,
+                multi_separator=multi_separator,
+                source=f"{source or name} item features",
+            )
+            if item_features is not None
+            else None
+        )
+        user_table = (
+            FeatureTable.build(
+                user_features,
+                USER,
+                user_map,
+                user_feature_kinds,
+                multi_separator=multi_separator,
+                source=f"{source or name} user features",
+            )
+            if user_features is not None
+            else None
+        )
+        return cls(interactions, user_map, item_map, explicit, item_table, user_table, name)
+
+    # -- views ----------------------------------------------------------------------------
+    @property
+    def n_users(self) -> int:
+        return len(self.users)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    @property
+    def has_timestamps(self) -> bool:
+        return "timestamp" in self.interactions.columns
+
+    def __len__(self) -> int:
+        return len(self.interactions)
+
+    def __repr__(self) -> str:
+        kind = "explicit" if self.explicit else "implicit"
+        return (
+            f"Dataset({self.name!r}, {len(self)} {kind} interactions, "
+            f"{self.n_users} users, {self.n_items} items)"
+        )
+
+    @cached_property
+    def matrix(self) -> sp.csr_matrix:
+        """The user x item matrix of ``value`` (float32, CSR), built once."""
+        return sp.csr_matrix(
+            (
+                self.interactions["value"].to_numpy(dtype=np.float32),
+                (
+                    self.interactions["user"].to_numpy(),
+                    self.interactions["item"].to_numpy(),
+                ),
+            ),
+            shape=(self.n_users, self.n_items),
+            dtype=np.float32,
+        )
+
+    @cached_property
+    def item_popularity(self) -> npt.NDArray[np.int64]:
+        """Number of distinct users per item."""
+        return np.bincount(self.interactions["item"].to_numpy(), minlength=self.n_items)
+
+    def fingerprint(self) -> str:
+        """A short content hash of the interactions and id maps (for model metadata)."""
+        digest = hashlib.sha256()
+        for column in ("user", "item", "value"):
+            digest.update(np.ascontiguousarray(self.interactions[column].to_numpy()).tobytes())
+        digest.update(str(len(self.users)).encode())
+        digest.update(str(len(self.items)).encode())
+        return digest.hexdigest()[:16]
+
+    def summary(self) -> dict[str, Any]:
+        """Counts a person wants to see first."""
+        n = len(self)
+        cells = max(self.n_users * self.n_items, 1)
+        per_user = np.bincount(self.interactions["user"].to_numpy(), minlength=self.n_users)
+        return {
+            "name": self.name,
+            "interactions": n,
+            "users": self.n_users,
+            "items": self.n_items,
+            "explicit": self.explicit,
+            "density": n / cells,
+            "users_without_interactions": int((per_user == 0).sum()),
+            "items_without_interactions": int((self.item_popularity == 0).sum()),
+            "has_timestamps": self.has_timestamps,
+            "event_types": sorted(self.interactions["event"].unique().tolist())
+            if "event" in self.interactions.columns
+            else [],
+        }
+
+    # -- derived data sets ----------------------------------------------------------------
+    def subset(
+        self, rows: npt.NDArray[np.bool_] | npt.NDArray[np.int64], name: str = ""
+    ) -> Dataset:
+        """The same users, items and features with only some interaction rows."""
+        chosen = self.interactions.iloc[rows] if rows.dtype != np.bool_ else self.interactions[rows]
+        return Dataset(
+            chosen.reset_index(drop=True),
+            self.users,
+            self.items,
+            self.explicit,
+            self.item_features,
+            self.user_features,
+            name or self.name,
+        )
+
+    def to_frame(self) -> pd.DataFrame:
+        """Interactions with external ids (``user_id``, ``item_id``, ``rating``/``value``...)."""
+        out = pd.DataFrame(
+            {
+                USER: self.users.to_external(self.interactions["user"].to_numpy()),
+                ITEM: self.items.to_external(self.interactions["item"].to_numpy()),
+                RATING if self.explicit else VALUE: self.interactions["value"].to_numpy(),
+            }
+        )
+        for column in ("event", "timestamp"):
+            if column in self.interactions.columns:
+                out[column] = self.interactions[column].to_numpy()
+        return out
+
+
+def _numbers(values: pd.Series, column: str, source: str | None) -> npt.NDArray[np.float64]:
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad = numbers.isna()
+    if bad.any():
+        first = _first(bad)
+        raise DataError(
+            f"expected a number, got {values.iloc[first]!r}",
+            source=source,
+            row=_line(first),
+            column=column,
+        )
+    return numbers.to_numpy(dtype=np.float64)
+
+
+def parse_timestamps(values: pd.Series, *, source: str | None = None) -> npt.NDArray[np.int64]:
+    """Unix seconds from numbers (s or ms) or date strings; errors name the first bad row."""
+    values = values.reset_index(drop=True)
+    if values.isna().any():
+        first = _first(values.isna())
+        raise DataError("missing timestamp", source=source, row=_line(first), column=TIMESTAMP)
+    if pd.api.types.is_datetime64_any_dtype(values):
+        parsed = pd.to_datetime(values, utc=True)
+    else:
+        numbers = pd.to_numeric(values, errors="coerce")
+        is_number = numbers.notna().to_numpy()
+        array = numbers.to_numpy(dtype=np.float64)
+        # Retailrocket and browsers log milliseconds; seconds would be after year 5000.
+        if is_number.any() and np.nanmax(np.abs(array)) > 1e11:
+            array = array / 1000.0
+        if is_number.all():
+            whole: npt.NDArray[np.int64] = np.floor(array).astype(np.int64)
+            return whole
+        texts = values[~is_number].astype(str)
+        parsed = pd.to_datetime(texts, errors="coerce", utc=True, format="mixed")
+        if parsed.isna().any():
+            first = int(parsed.index[_first(parsed.isna())])
+            raise DataError(
+                f"cannot read {values.iloc[first]!r} as a time (use unix seconds or ISO 8601)",
+                source=source,
+                row=_line(first),
+                column=TIMESTAMP,
+            )
+        seconds_text = (parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+        out = np.zeros(len(values), dtype=np.int64)
+        out[is_number] = np.floor(array[is_number]).astype(np.int64)
+        out[~is_number] = seconds_text.to_numpy(dtype=np.int64)
+        return out
+    seconds = (parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+    result: npt.NDArray[np.int64] = seconds.to_numpy(dtype=np.int64)
+    return result
+
+
+def _aggregate(raw: pd.DataFrame, *, explicit: bool, aggregate: Aggregate) -> pd.DataFrame:
+    keys = ["user", "item"]
+    sort_by = ["timestamp", "order"] if "timestamp" in raw.columns else ["order"]
+    raw = raw.sort_values(sort_by, kind="stable")
+    grouped = raw.groupby(keys, sort=True)
+    if explicit or aggregate == "last":
+        out = grouped.last()
+    elif aggregate == "max":
+        out = grouped.max()
+    elif aggregate == "sum":
+        out = grouped.sum(numeric_only=True)
+    else:
+        raise DataError(f"aggregate must be 'sum', 'max' or 'last', got {aggregate!r}")
+    result = pd.DataFrame(
+        {
+            "user": out.index.get_level_values(0).to_numpy(dtype=np.int64),
+            "item": out.index.get_level_values(1).to_numpy(dtype=np.int64),
+            "value": out["value"].to_numpy(dtype=np.float32),
+            "count": grouped.size().to_numpy(dtype=np.int64),
+        }
+    )
+    if "timestamp" in raw.columns:
+        result["timestamp"] = grouped["timestamp"].max().to_numpy(dtype=np.int64)
+    if "event" in raw.columns:
+        strongest = raw.sort_values(["event_weight", "order"], kind="stable").groupby(keys)["event"]
+        result["event"] = strongest.last().to_numpy()
+    return result

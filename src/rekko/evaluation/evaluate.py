@@ -1,0 +1,241 @@
+"""Run several models on the same split and compare them in one table.
+
+Protocol (the usual one for top-K recommendation, stated so numbers can be compared):
+
+* every model trains on the same ``train`` part and ranks the **full catalogue** for each test
+  user, with the user's training items excluded;
+* relevant items are the user's test items (for explicit data optionally only those rated at
+  least ``relevance_threshold``);
+* ranking metrics are averaged over test users that have training data; the others are counted
+  in ``cold_users`` and left out (a collaborative model cannot rank for them);
+* RMSE and MAE are computed on the test pairs for models that predict ratings.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import scipy.sparse as sp
+
+from rekko.data.dataset import Dataset
+from rekko.data.splits import RandomSplit, Split
+from rekko.evaluation import metrics as m
+from rekko.models.base import Recommender
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_METRICS: tuple[str, ...] = ("precision", "recall", "ndcg", "map", "mrr", "hit_rate")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """What to measure: cut-offs, ranking metrics and the relevance rule."""
+
+    ks: tuple[int, ...] = (10,)
+    metrics: tuple[str, ...] = DEFAULT_METRICS
+    relevance_threshold: float | None = None
+    beyond_accuracy: bool = True
+
+    def __post_init__(self) -> None:
+        unknown = set(self.metrics) - set(m.RANKING_METRICS)
+        if unknown:
+            raise ValueError(
+                f"unknown metric(s) {sorted(unknown)} (known: {sorted(m.RANKING_METRICS)})"
+            )
+        if not self.ks or min(self.ks) < 1:
+            raise ValueError("ks must hold cut-offs of at least 1")
+
+
+@dataclass
+class TestSet:
+    """The evaluation view of a test part: users, their relevant items, rating pairs."""
+
+    users: npt.NDArray[np.int64]
+    relevant: sp.csr_matrix  # rows align with ``users``
+    cold_users: int
+    pairs: pd.DataFrame = field(repr=False)
+
+    @classmethod
+    def build(cls, train: Dataset, test: Dataset, threshold: float | None) -> TestSet:
+        frame = test.interactions
+        if threshold is not None:
+            frame = frame[frame["value"] >= threshold]
+        train_counts = np.bincount(train.interactions["user"].to_numpy(), minlength=train.n_users)
+        test_users = np.unique(frame["user"].to_numpy())
+        warm = test_users[train_counts[test_users] > 0]
+        matrix = sp.csr_matrix(
+            (
+                np.ones(len(frame), dtype=np.float32),
+                (frame["user"].to_numpy(), frame["item"].to_numpy()),
+            ),
+            shape=(test.n_users, test.n_items),
+        )
+        return cls(warm, matrix[warm], len(test_users) - len(warm), test.interactions)
+
+
+def _item_categories(dataset: Dataset) -> sp.csr_matrix | None:
+    """Binary item x label matrix from categorical and multi-valued features (for diversity)."""
+    features = dataset.item_features
+    if features is None:
+        return None
+    columns = features.columns_of("categorical", "multi")
+    if not columns:
+        return None
+    rows: list[int] = []
+    labels: list[str] = []
+    for name in columns:
+        for item, value in enumerate(features.frame[name]):
+            values = value if isinstance(value, tuple) else (() if value is None else (value,))
+            for label in values:
+                rows.append(item)
+                labels.append(f"{name}={label}")
+    codes, uniques = pd.factorize(pd.Series(labels, dtype=object))
+    return sp.csr_matrix(
+        (np.ones(len(rows), dtype=np.float32), (np.asarray(rows), codes)),
+        shape=(dataset.n_items, len(uniques)),
+    )
+
+
+def _ranking_row(
+    recommended: npt.NDArray[np.int64], relevant: sp.csr_matrix, protocol: Protocol
+) -> dict[str, float]:
+    hits = m.hit_matrix(recommended, relevant)
+    n_relevant = m.count_relevant(relevant)
+    row: dict[str, float] = {}
+    for k in protocol.ks:
+        for name in protocol.metrics:
+            row[f"{name}@{k}"] = float(np.mean(m.RANKING_METRICS[name](hits, n_relevant, k)))
+        row[f"top_k_accuracy@{k}"] = m.top_k_categorical_accuracy(hits, n_relevant, k)
+    return row
+
+
+def score_rankings(
+    recommended: npt.NDArray[np.int64],
+    tests: TestSet,
+    train: Dataset,
+    protocol: Protocol,
+) -> dict[str, float]:
+    """Ranking and beyond-accuracy metrics of index rankings for ``tests.users``."""
+    row = _ranking_row(recommended, tests.relevant, protocol)
+    if protocol.beyond_accuracy:
+        k = max(protocol.ks)
+        row[f"coverage@{k}"] = m.catalog_coverage(recommended, train.n_items, k)
+        row[f"novelty@{k}"] = m.novelty(recommended, train.item_popularity, train.n_users, k)
+        row[f"popularity@{k}"] = m.popularity_bias(recommended, train.item_popularity, k)
+        categories = _item_categories(train)
+        if categories is not None:
+            row[f"diversity@{k}"] = m.intra_list_diversity(recommended, categories, k)
+    return row
+
+
+def evaluate(
+    models: Mapping[str, Recommender] | Sequence[Recommender],
+    dataset: Dataset | None = None,
+    split: Split | None = None,
+    *,
+    train: Dataset | None = None,
+    test: Dataset | None = None,
+    protocol: Protocol | None = None,
+) -> pd.DataFrame:
+    """Fit each model on the same training part and score it: one row per model.
+
+    Give either ``dataset`` (split with ``split``, default per-user random 80/20, seed 42) or
+    an explicit ``train`` and ``test`` that share id maps (as a split's parts do). Columns:
+    ``model``, ranking metrics at each K, ``top_k_accuracy@K``, ``coverage@K``, ``novelty@K``,
+    ``popularity@K``, ``diversity@K`` (with item categories), ``rmse`` and ``mae`` (for
+    rating models on explicit data), ``fit_s``, ``recommend_s``, ``users``, ``cold_users``.
+    """
+    protocol = protocol or Protocol()
+    if train is None or test is None:
+        if dataset is None:
+            raise ValueError("evaluate needs a dataset, or both train and test")
+        train, test = (split or RandomSplit()).split(dataset)
+    named = dict(models) if isinstance(models, Mapping) else _unique_names(models)
+    tests = TestSet.build(train, test, protocol.relevance_threshold)
+    rows = []
+    for label, model in named.items():
+        started = time.perf_counter()
+        model.fit(train)
+        fitted = time.perf_counter()
+        recommended = model.recommend_indices(tests.users, max(protocol.ks))
+        ranked = time.perf_counter()
+        row: dict[str, float | str | int] = {"model": label}
+        row.update(score_rankings(recommended, tests, train, protocol))
+        if model.abilities.explicit and train.explicit:
+            pairs = tests.pairs
+            predicted = model._predict(pairs["user"].to_numpy(), pairs["item"].to_numpy())
+            actual = pairs["value"].to_numpy(dtype=np.float64)
+            row["rmse"] = m.rmse(predicted.astype(np.float64), actual)
+            row["mae"] = m.mae(predicted.astype(np.float64), actual)
+        row["fit_s"] = fitted - started
+        row["recommend_s"] = ranked - fitted
+        row["users"] = len(tests.users)
+        row["cold_users"] = tests.cold_users
+        logger.info("evaluated %s: %s", label, row)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _unique_names(models: Iterable[Recommender]) -> dict[str, Recommender]:
+    out: dict[str, Recommender] = {}
+    for model in models:
+        label, number = model.name, 2
+        while label in out:
+            label, number = f"{model.name}-{number}", number + 1
+        out[label] = model
+    return out
+
+
+def evaluate_recommendations(
+    recommendations: pd.DataFrame,
+    truth: pd.DataFrame,
+    *,
+    protocol: Protocol | None = None,
+) -> dict[str, float]:
+    """Score a recommendation list given as external ids (as ``rekko recommend`` writes).
+
+    ``recommendations`` has ``user_id``, ``item_id`` and ``rank`` (1 is best); ``truth`` has
+    ``user_id`` and ``item_id`` of the relevant (test) items. Users in ``truth`` that have no
+    recommendations count as all misses. Ids are compared as strings.
+    """
+    protocol = protocol or Protocol(beyond_accuracy=False)
+    for name, frame, needed in (
+        ("recommendations", recommendations, ("user_id", "item_id", "rank")),
+        ("truth", truth, ("user_id", "item_id")),
+    ):
+        missing = [column for column in needed if column not in frame.columns]
+        if missing:
+            raise ValueError(f"{name} lacks column(s) {missing}")
+    recs = recommendations.assign(
+        user_id=recommendations["user_id"].astype(str),
+        item_id=recommendations["item_id"].astype(str),
+    )
+    truth = truth.assign(user_id=truth["user_id"].astype(str), item_id=truth["item_id"].astype(str))
+    users = pd.Index(truth["user_id"].unique())
+    items = pd.Index(pd.concat([truth["item_id"], recs["item_id"]]).unique())
+    k = max(protocol.ks)
+    recs = recs[recs["user_id"].isin(users)].sort_values(["user_id", "rank"])
+    recs = recs.assign(position=recs.groupby("user_id").cumcount())
+    recs = recs[recs["position"] < k]
+    recommended = np.full((len(users), k), -1, dtype=np.int64)
+    recommended[users.get_indexer(recs["user_id"]), recs["position"].to_numpy()] = (
+        items.get_indexer(recs["item_id"])
+    )
+    relevant = sp.csr_matrix(
+        (
+            np.ones(len(truth), dtype=np.float32),
+            (users.get_indexer(truth["user_id"]), items.get_indexer(truth["item_id"])),
+        ),
+        shape=(len(users), len(items)),
+    )
+    relevant.sum_duplicates()
+    relevant.data[:] = 1
+    row = _ranking_row(recommended, relevant, protocol)
+    row["users"] = float(len(users))
+    return row

@@ -1,0 +1,482 @@
+"""The one interface every recommender implements.
+
+Public methods validate input and map external ids to indices, then call private template
+methods that work on integer indices only (``_fit``, ``_score``...). Filtering, exclusion of
+seen items and top-K live here, once, for all models.
+
+Model folders hold ``model.json`` (format version, model name, parameters, metadata),
+``ids.json`` (the id maps), ``seen.npz`` (the training interactions, so that ``recommend``
+after ``load`` still excludes them), ``state.npz`` (the model's own arrays) and, when the model
+was trained with item features, ``item_features.parquet``. Nothing is pickled: loading a model
+folder cannot run code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Self
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import scipy.sparse as sp
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from rekko.constraints import Constraint
+from rekko.data.dataset import Dataset, FeatureTable
+from rekko.data.idmap import IdMap
+from rekko.errors import DataError, ModelError, NotFittedError
+from rekko.index.topk import top_k
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "rekko-model"
+FORMAT_VERSION = 1
+#: Users scored per batch in ``recommend`` (bounds memory to batch x n_items floats).
+BATCH_USERS = 512
+
+Unknown = Literal["raise", "skip"]
+
+
+class Params(BaseModel):
+    """Hyperparameters of a model. Subclasses add typed fields; unknown names are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Abilities:
+    """What a model can do beyond ranking known users' items.
+
+    Attributes:
+        explicit: predicts ratings (``predict``, RMSE).
+        cold_users: recommends for users it was not trained on (from features or a query).
+        uses_features: reads item or user feature tables.
+        fold_in: takes a user's new events into account without retraining.
+        similar_items: answers ``similar_items``.
+    """
+
+    explicit: bool = False
+    cold_users: bool = False
+    uses_features: bool = False
+    fold_in: bool = False
+    similar_items: bool = False
+
+
+class Recommender(ABC):
+    """Base class of all models. ``__init__`` only stores validated hyperparameters."""
+
+    #: Registry name, used by the CLI, config files and model folders.
+    name: ClassVar[str]
+    abilities: ClassVar[Abilities] = Abilities()
+    Params: ClassVar[type[Params]] = Params
+
+    def __init__(self, **params: Any) -> None:
+        try:
+            self.params = self.Params(**params)
+        except ValidationError as error:
+            raise ModelError(f"{self.name}: {_pydantic_message(error)}") from None
+        self.users_: IdMap | None = None
+        self.items_: IdMap | None = None
+        self.seen_: sp.csr_matrix | None = None
+        self.item_features_: FeatureTable | None = None
+        self.metadata_: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.params.model_dump().items())
+        return f"{type(self).__name__}({params})"
+
+    # -- fitting ----------------------------------------------------------------------------
+    def fit(self, dataset: Dataset) -> Self:
+        """Train on ``dataset`` and return ``self``."""
+        if len(dataset) == 0:
+            raise DataError(f"{self.name}: cannot fit on a data set without interactions")
+        self.users_ = dataset.users
+        self.items_ = dataset.items
+        self.seen_ = dataset.matrix.copy()
+        self.item_features_ = dataset.item_features
+        self._fit(dataset)
+        self.metadata_ = {
+            "data_fingerprint": dataset.fingerprint(),
+            "data_name": dataset.name,
+            "explicit_data": dataset.explicit,
+            "n_users": dataset.n_users,
+            "n_items": dataset.n_items,
+            "n_interactions": len(dataset),
+            "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        return self
+
+    @abstractmethod
+    def _fit(self, dataset: Dataset) -> None:
+        """Learn from ``dataset`` (indices only; ``self.seen_`` is its matrix)."""
+
+    @abstractmethod
+    def _score(self, users: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        """Scores of every item for each user index: shape (len(users), n_items)."""
+
+    # -- fitted state helpers ---------------------------------------------------------------
+    @property
+    def is_fitted(self) -> bool:
+        return self.seen_ is not None
+
+    def _fitted(self) -> tuple[IdMap, IdMap, sp.csr_matrix]:
+        if self.users_ is None or self.items_ is None or self.seen_ is None:
+            raise NotFittedError(f"{self.name}: the model is not trained yet (call fit or load)")
+        return self.users_, self.items_, self.seen_
+
+    def _require(self, ability: str) -> None:
+        if not getattr(self.abilities, ability):
+            raise ModelError(f"model '{self.name}' does not support {ability.replace('_', ' ')}")
+
+    def _item_mask(
+        self,
+        filters: Constraint | None,
+        candidates: Iterable[object] | None,
+        exclude: Iterable[object] | None,
+    ) -> npt.NDArray[np.bool_] | None:
+        _, items, _ = self._fitted()
+        allowed: npt.NDArray[np.bool_] | None = None
+        if candidates is not None:
+            marked = items.to_index(candidates, unknown="mark")
+            allowed = np.zeros(len(items), dtype=bool)
+            allowed[marked[marked >= 0]] = True
+        if filters is not None:
+            if self.item_features_ is None:
+                raise ModelError(
+                    f"model '{self.name}' was trained without item features, so it cannot "
+                    "apply attribute filters"
+                )
+            mask = filters.mask(self.item_features_)
+            allowed = mask if allowed is None else allowed & mask
+        if exclude is not None:
+            marked = items.to_index(exclude, unknown="mark")
+            allowed = np.ones(len(items), dtype=bool) if allowed is None else allowed.copy()
+            allowed[marked[marked >= 0]] = False
+        return allowed
+
+    # -- recommending -----------------------------------------------------------------------
+    def recommend(
+        self,
+        users: Sequence[object],
+        k: int = 10,
+        *,
+        exclude_seen: bool = True,
+        filters: Constraint | None = None,
+        candidates: Iterable[object] | None = None,
+        exclude: Iterable[object] | None = None,
+        unknown: Unknown = "raise",
+    ) -> pd.DataFrame:
+        """Top-``k`` items for each user, as a frame ``user_id, item_id, rank, score``.
+
+        Args:
+            users: external user ids.
+            exclude_seen: leave out the items each user interacted with in training (and
+                since, for models that fold in new events).
+            filters: a constraint over item attributes (see :mod:`rekko.constraints`), applied
+                before the top K is taken.
+            candidates: rank only these items (external ids; unknown ones are ignored).
+            exclude: never return these items.
+            unknown: users the model does not know raise :class:`~rekko.errors.UnknownIdError`
+                (``"raise"``, the default) or are left out of the result (``"skip"``).
+
+        Rank 1 is best. A user gets fewer than ``k`` rows only when fewer items qualify.
+        """
+        user_map, item_map, _ = self._fitted()
+        if k < 1:
+            raise ModelError(f"k must be at least 1, got {k}")
+        user_list = list(users)
+        index = user_map.to_index(
+            user_list, unknown="mark" if unknown == "skip" else "raise", what="user"
+        )
+        known = index >= 0
+        index = index[known]
+        allowed = self._item_mask(filters, candidates, exclude)
+        frames: list[pd.DataFrame] = []
+        for start in range(0, len(index), BATCH_USERS):
+            batch = index[start : start + BATCH_USERS]
+            item_index, item_scores = self._top_k(batch, k, allowed, exclude_seen)
+            valid = item_index >= 0
+            n_per_user = valid.sum(axis=1)
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "user_id": user_map.to_external(np.repeat(batch, n_per_user)),
+                        "item_id": item_map.to_external(item_index[valid]),
+                        "rank": _ranks(n_per_user),
+                        "score": item_scores[valid],
+                    }
+                )
+            )
+        if not frames:
+            return pd.DataFrame(
+                {
+                    "user_id": pd.Series(dtype=object),
+                    "item_id": pd.Series(dtype=object),
+                    "rank": pd.Series(dtype=np.int64),
+                    "score": pd.Series(dtype=np.float32),
+                }
+            )
+        return pd.concat(frames, ignore_index=True)
+
+    def _top_k(
+        self,
+        users: npt.NDArray[np.int64],
+        k: int,
+        allowed: npt.NDArray[np.bool_] | None,
+        exclude_seen: bool,
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """Best ``k`` item indices (-1 padded) and scores for a batch of user indices."""
+        _, _, seen = self._fitted()
+        scores = np.array(self._score(users), dtype=np.float32, copy=True)
+        if allowed is not None:
+            scores[:, ~allowed] = -np.inf
+        if exclude_seen:
+            rows = seen[users]
+            scores[np.repeat(np.arange(len(users)), np.diff(rows.indptr)), rows.indices] = -np.inf
+        return top_k(scores, k)
+
+    def recommend_indices(
+        self, users: npt.NDArray[np.int64], k: int, *, exclude_seen: bool = True
+    ) -> npt.NDArray[np.int64]:
+        """Top-``k`` item indices for user indices, shape (len(users), k), -1 padded.
+
+        The fast path for evaluation, which already works on indices.
+        """
+        self._fitted()
+        out = np.full((len(users), k), -1, dtype=np.int64)
+        for start in range(0, len(users), BATCH_USERS):
+            batch = np.asarray(users[start : start + BATCH_USERS], dtype=np.int64)
+            best, _ = self._top_k(batch, k, None, exclude_seen)
+            out[start : start + len(batch), : best.shape[1]] = best
+        return out
+
+    def score(self, user: object, items: Sequence[object]) -> npt.NDArray[np.float32]:
+        """This model's scores of ``items`` for ``user`` (higher is better)."""
+        user_map, item_map, _ = self._fitted()
+        user_index = user_map.index_of(user, what="user")
+        item_index = item_map.to_index(items, what="item")
+        return np.asarray(self._score(np.asarray([user_index]))[0, item_index], dtype=np.float32)
+
+    def predict(self, users: Sequence[object], items: Sequence[object]) -> npt.NDArray[np.float32]:
+        """Predicted ratings for (user, item) pairs, for models trained on explicit ratings.
+
+        Unknown users or items get the model's documented fallback (its baseline estimate).
+        """
+        self._require("explicit")
+        user_map, item_map, _ = self._fitted()
+        if len(users) != len(items):
+            raise ModelError("predict needs as many users as items")
+        return self._predict(
+            user_map.to_index(users, unknown="mark"), item_map.to_index(items, unknown="mark")
+        )
+
+    def _predict(
+        self, users: npt.NDArray[np.int64], items: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.float32]:
+        raise ModelError(f"model '{self.name}' does not support explicit")
+
+    def similar_items(
+        self, items: Sequence[object], k: int = 10, *, filters: Constraint | None = None
+    ) -> pd.DataFrame:
+        """The ``k`` most similar items to each of ``items``: ``item_id, similar_item_id, rank,
+        score``. An item is never similar to itself."""
+        self._require("similar_items")
+        _, item_map, _ = self._fitted()
+        index = item_map.to_index(items, what="item")
+        allowed = self._item_mask(filters, None, None)
+        scores = np.asarray(self._similar(index), dtype=np.float32)
+        scores[np.arange(len(index)), index] = -np.inf
+        if allowed is not None:
+            scores[:, ~allowed] = -np.inf
+        best, best_scores = top_k(scores, k)
+        valid = best >= 0
+        counts = valid.sum(axis=1)
+        return pd.DataFrame(
+            {
+                "item_id": item_map.to_external(np.repeat(index, counts)),
+                "similar_item_id": item_map.to_external(best[valid]),
+                "rank": _ranks(counts),
+                "score": best_scores[valid],
+            }
+        )
+
+    def _similar(self, items: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        raise ModelError(f"model '{self.name}' does not support similar items")
+
+    # -- fresh events ----------------------------------------------------------------------
+    def add_interactions(
+        self,
+        users: Sequence[object],
+        items: Sequence[object],
+        values: Sequence[float] | None = None,
+    ) -> int:
+        """Take new events into account at once, without retraining.
+
+        Every model then excludes these items as seen. Models that can fold a user in
+        (``abilities.fold_in``) also update those users' recommendations, and accept users
+        they were not trained on. Items the model does not know are ignored (they need a
+        retrain). Values add up with what the user had, as duplicates do in a
+        :class:`Dataset` with ``aggregate="sum"``. Returns the number of events applied.
+        """
+        user_map, item_map, seen = self._fitted()
+        if len(users) != len(items) or (values is not None and len(values) != len(users)):
+            raise ModelError("add_interactions needs users, items (and values) of one length")
+        weights = (
+            np.ones(len(users), np.float32) if values is None else np.asarray(values, np.float32)
+        )
+        if not np.all(np.isfinite(weights)) or np.any(weights < 0):
+            raise DataError("event values must be finite numbers >= 0")
+        if self.abilities.fold_in:
+            user_map = user_map.extend(users)
+        user_index = user_map.to_index(users, unknown="mark")
+        item_index = item_map.to_index(items, unknown="mark")
+        keep = (user_index >= 0) & (item_index >= 0)
+        if not keep.all():
+            logger.info(
+                "%s: %d event(s) with unknown users or items ignored", self.name, (~keep).sum()
+            )
+        grown = sp.csr_matrix(seen, shape=(len(user_map), len(item_map)), copy=True)
+        grown = grown + sp.csr_matrix(
+            (weights[keep], (user_index[keep], item_index[keep])), shape=grown.shape
+        )
+        self.users_ = user_map
+        self.seen_ = sp.csr_matrix(grown, dtype=np.float32)
+        touched = np.unique(user_index[keep])
+        if self.abilities.fold_in and len(touched):
+            self._refresh_users(touched)
+        return int(keep.sum())
+
+    def _refresh_users(self, users: npt.NDArray[np.int64]) -> None:  # noqa: B027 - optional hook
+        """Recompute the state of ``users`` from their rows of ``self.seen_`` (fold-in models).
+
+        Indices may be beyond the users seen in training: grow per-user arrays as needed.
+        """
+
+    # -- saving ---------------------------------------------------------------------------
+    def _state(self) -> dict[str, npt.NDArray[Any]]:
+        """The fitted arrays to save (numeric arrays only)."""
+        return {}
+
+    def _set_state(self, arrays: dict[str, npt.NDArray[Any]]) -> None:  # noqa: B027 - optional hook
+        """Restore what :meth:`_state` returned."""
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the model folder (created if needed; files in it are replaced)."""
+        user_map, item_map, seen = self._fitted()
+        folder = Path(directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "model": self.name,
+            "params": self.params.model_dump(mode="json"),
+            "abilities": asdict(self.abilities),
+            "rekko_version": _version(),
+            "metadata": self.metadata_,
+        }
+        if self.item_features_ is not None:
+            meta["item_feature_kinds"] = dict(self.item_features_.kinds)
+            _write_features(self.item_features_, folder / "item_features.parquet")
+        else:
+            (folder / "item_features.parquet").unlink(missing_ok=True)
+        (folder / "ids.json").write_text(
+            json.dumps({"users": user_map.to_json(), "items": item_map.to_json()})
+        )
+        np.savez_compressed(
+            folder / "seen.npz",
+            indptr=seen.indptr,
+            indices=seen.indices,
+            data=seen.data,
+            shape=np.asarray(seen.shape),
+        )
+        state: dict[str, Any] = self._state()
+        np.savez_compressed(folder / "state.npz", allow_pickle=False, **state)
+        # model.json last: a folder without it is not a model, so a crash leaves no half model.
+        (folder / "model.json").write_text(json.dumps(meta, indent=2))
+        return folder
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Recommender:
+        """Load any model folder (the class is read from ``model.json``)."""
+        from rekko.models.registry import get_model_class
+
+        folder = Path(directory)
+        meta_path = folder / "model.json"
+        if not meta_path.is_file():
+            raise ModelError(f"{folder}: not a rekko model folder (no model.json)")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except json.JSONDecodeError as error:
+            raise ModelError(f"{meta_path}: not valid JSON ({error.msg})") from None
+        if meta.get("format") != FORMAT:
+            raise ModelError(f"{meta_path}: not a rekko model file")
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ModelError(
+                f"{meta_path}: model format version {meta.get('format_version')} is not "
+                f"supported by this rekko (reads version {FORMAT_VERSION})"
+            )
+        model_class = get_model_class(meta["model"])
+        if cls is not Recommender and not issubclass(model_class, cls):
+            raise ModelError(f"{folder} holds a '{meta['model']}' model, not '{cls.name}'")
+        model = model_class(**meta["params"])
+        ids = json.loads((folder / "ids.json").read_text())
+        model.users_ = IdMap.from_json(ids["users"])
+        model.items_ = IdMap.from_json(ids["items"])
+        with np.load(folder / "seen.npz", allow_pickle=False) as seen:
+            model.seen_ = sp.csr_matrix(
+                (seen["data"], seen["indices"], seen["indptr"]), shape=tuple(seen["shape"])
+            )
+        if "item_feature_kinds" in meta:
+            model.item_features_ = _read_features(
+                folder / "item_features.parquet", meta["item_feature_kinds"]
+            )
+        with np.load(folder / "state.npz", allow_pickle=False) as state:
+            model._set_state({name: state[name] for name in state.files})
+        model.metadata_ = meta.get("metadata", {})
+        return model
+
+
+def _ranks(counts: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """1..n for each group size n, concatenated."""
+    total = int(counts.sum())
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    return np.arange(1, total + 1, dtype=np.int64) - starts
+
+
+def _write_features(features: FeatureTable, path: Path) -> None:
+    frame = features.frame.copy()
+    for name in features.columns_of("multi"):
+        frame[name] = [list(tags) for tags in frame[name]]
+    frame.to_parquet(path, index=False)
+
+
+def _read_features(path: Path, kinds: dict[str, Any]) -> FeatureTable:
+    frame = pd.read_parquet(path)
+    for name, kind in kinds.items():
+        if kind == "multi":
+            frame[name] = [tuple(tags) if tags is not None else () for tags in frame[name]]
+        elif kind in ("categorical", "text"):
+            frame[name] = frame[name].astype(object).where(frame[name].notna(), None)
+    return FeatureTable(frame, kinds)
+
+
+def _version() -> str:
+    from rekko import __version__
+
+    return __version__
+
+
+def _pydantic_message(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "parameters"
+        message = "unknown parameter" if item["type"] == "extra_forbidden" else item["msg"]
+        parts.append(f"{where}: {message}")
+    return "; ".join(parts)

@@ -1,0 +1,168 @@
+"""The conformance suite: every registered model, found by walking the registry, must pass.
+
+Each model is fitted with its default parameters on a small demo shop (implicit events with
+item and user features), as a user who never tunes would.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rekko.constraints import Range
+from rekko.data.dataset import Dataset
+from rekko.data.splits import RandomSplit
+from rekko.errors import ModelError, RekkoError, UnknownIdError
+from rekko.models import Recommender, available_models, create_model, load_model
+
+MODELS = available_models()
+
+
+@pytest.fixture(scope="module")
+def parts(small_demo: Dataset) -> tuple[Dataset, Dataset]:
+    return RandomSplit(test_fraction=0.2, seed=11).split(small_demo)
+
+
+@pytest.fixture(scope="module")
+def fitted(parts: tuple[Dataset, Dataset]) -> dict[str, Recommender]:
+    train, _ = parts
+    return {name: create_model(name).fit(train) for name in MODELS}
+
+
+def test_registry_holds_the_baselines() -> None:
+    assert {"popularity", "random"} <= set(MODELS)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_recommends_k_unseen_items(name: str, fitted: dict[str, Recommender], parts) -> None:
+    train, _ = parts
+    model = fitted[name]
+    users = list(train.users.external_ids[:20])
+    recs = model.recommend(users, k=7)
+    assert list(recs.columns) == ["user_id", "item_id", "rank", "score"]
+    seen = train.to_frame()
+    for user, group in recs.groupby("user_id", sort=False):
+        history = set(seen.loc[seen["user_id"] == user, "item_id"])
+        assert len(group) == min(7, train.n_items - len(history))
+        assert not history & set(group["item_id"]), "a training item was recommended"
+        assert group["rank"].tolist() == list(range(1, len(group) + 1))
+        assert np.all(np.diff(group["score"].to_numpy()) <= 1e-6), "scores must not increase"
+        assert group["item_id"].is_unique
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_batch_and_single_agree(name: str, fitted: dict[str, Recommender], parts) -> None:
+    train, _ = parts
+    model = fitted[name]
+    users = list(train.users.external_ids[:10])
+    batch = model.recommend(users, k=5)
+    for user in users[:3]:
+        single = model.recommend([user], k=5)
+        expected = batch[batch["user_id"] == user].reset_index(drop=True)
+        pd.testing.assert_frame_equal(single, expected, check_exact=False, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_save_load_gives_identical_answers(
+    name: str, fitted: dict[str, Recommender], parts, tmp_path: Path
+) -> None:
+    train, _ = parts
+    model = fitted[name]
+    model.save(tmp_path / name)
+    loaded = load_model(tmp_path / name)
+    assert type(loaded) is type(model)
+    assert loaded.params == model.params
+    users = list(train.users.external_ids[:15])
+    pd.testing.assert_frame_equal(loaded.recommend(users, k=8), model.recommend(users, k=8))
+    items = list(train.items.external_ids[:10])
+    np.testing.assert_allclose(loaded.score(users[0], items), model.score(users[0], items))
+    for path in (tmp_path / name).rglob("*"):
+        assert path.suffix not in {".pkl", ".pickle", ".joblib"}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_fitting_twice_is_deterministic(name: str, parts) -> None:
+    train, _ = parts
+    users = list(train.users.external_ids[:15])
+    first = create_model(name).fit(train).recommend(users, k=6)
+    second = create_model(name).fit(train).recommend(users, k=6)
+    pd.testing.assert_frame_equal(first, second)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_filters_candidates_and_exclusions_are_obeyed(
+    name: str, fitted: dict[str, Recommender], parts
+) -> None:
+    train, _ = parts
+    model = fitted[name]
+    assert train.item_features is not None
+    price = train.item_features.frame["price"].to_numpy()
+    users = list(train.users.external_ids[:10])
+    cheap = model.recommend(users, k=5, filters=Range("price", high=20))
+    allowed = set(train.items.external_ids[price <= 20])
+    assert set(cheap["item_id"]) <= allowed
+    candidates = list(train.items.external_ids[:30])
+    excluded = candidates[:5]
+    recs = model.recommend(users, k=5, candidates=candidates, exclude=excluded)
+    assert set(recs["item_id"]) <= set(candidates) - set(excluded)
+    assert recs.groupby("user_id").size().min() > 0
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_unknown_users_are_handled_as_documented(name: str, fitted: dict[str, Recommender]) -> None:
+    model = fitted[name]
+    with pytest.raises(UnknownIdError, match="no-such-user"):
+        model.recommend(["no-such-user"], k=3)
+    known = model.users_.external_ids[0] if model.users_ is not None else None
+    recs = model.recommend([known, "no-such-user"], k=3, unknown="skip")
+    assert set(recs["user_id"]) == {known}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_new_events_are_excluded_at_once(name: str, parts) -> None:
+    train, _ = parts
+    model = create_model(name).fit(train)
+    user = train.users.external_ids[0]
+    first = model.recommend([user], k=3)["item_id"].tolist()
+    assert model.add_interactions([user] * len(first), first) == len(first)
+    after = model.recommend([user], k=3)["item_id"].tolist()
+    assert not set(first) & set(after)
+    if model.abilities.fold_in:
+        new_user = "brand-new-user"
+        model.add_interactions([new_user, new_user], first[:2])
+        assert not set(first[:2]) & set(model.recommend([new_user], k=5)["item_id"])
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_declared_abilities_match_behaviour(name: str, fitted: dict[str, Recommender]) -> None:
+    model = fitted[name]
+    item = model.items_.external_ids[0] if model.items_ is not None else None
+    user = model.users_.external_ids[0] if model.users_ is not None else None
+    if model.abilities.similar_items:
+        similar = model.similar_items([item], k=4)
+        assert len(similar) == 4 and item not in set(similar["similar_item_id"])
+    else:
+        with pytest.raises(ModelError, match=name):
+            model.similar_items([item], k=4)
+    if model.abilities.explicit:
+        prediction = model.predict([user], [item])
+        assert prediction.shape == (1,) and np.isfinite(prediction).all()
+    else:
+        with pytest.raises(ModelError, match=name):
+            model.predict([user], [item])
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_bad_parameters_are_clear_errors(name: str) -> None:
+    with pytest.raises(RekkoError, match="no_such_parameter"):
+        create_model(name, no_such_parameter=1)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_config_round_trips(name: str) -> None:
+    model = create_model(name)
+    again = create_model(name, **model.params.model_dump(mode="json"))
+    assert again.params == model.params
