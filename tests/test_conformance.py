@@ -26,10 +26,22 @@ def parts(small_demo: Dataset) -> tuple[Dataset, Dataset]:
     return RandomSplit(test_fraction=0.2, seed=11).split(small_demo)
 
 
+class _Fitted(dict[str, Recommender]):
+    """Models fitted with default parameters on first use, once per module."""
+
+    def __init__(self, train: Dataset) -> None:
+        super().__init__()
+        self.train = train
+
+    def __missing__(self, name: str) -> Recommender:
+        model = create_model(name).fit(self.train)
+        self[name] = model
+        return model
+
+
 @pytest.fixture(scope="module")
 def fitted(parts: tuple[Dataset, Dataset]) -> dict[str, Recommender]:
-    train, _ = parts
-    return {name: create_model(name).fit(train) for name in MODELS}
+    return _Fitted(parts[0])
 
 
 def test_registry_holds_the_baselines() -> None:

@@ -103,7 +103,7 @@ class Range:
         if features.kinds[self.column] not in ("numeric", "latitude", "longitude"):
             raise DataError(f"range on {self.column!r}, which is not a numeric feature")
         values = series.to_numpy(dtype=float)
-        keep = ~np.isnan(values)
+        keep: npt.NDArray[np.bool_] = ~np.isnan(values)
         if self.low is not None:
             keep &= values >= self.low
         if self.high is not None:
@@ -172,11 +172,10 @@ def parse_constraints(spec: Mapping[str, Any]) -> AllOf:
             if not isinstance(condition, Mapping) or not {"lat", "lon", "km"} <= set(condition):
                 raise DataError("'near' needs {'lat': ..., 'lon': ..., 'km': ...}")
             try:
-                parts.append(
-                    Within(float(condition["lat"]), float(condition["lon"]), float(condition["km"]))
-                )
+                point = (float(condition["lat"]), float(condition["lon"]), float(condition["km"]))
             except (TypeError, ValueError) as error:
                 raise DataError("'near' needs numbers for lat, lon and km") from error
+            parts.append(Within(*point))
         elif isinstance(condition, Mapping):
             unknown = set(condition) - {"min", "max"}
             if unknown:

@@ -94,7 +94,7 @@ class EventWeights:
                 first = _first(mapped.isna())
                 known = ", ".join(sorted(self.weights)) or "none configured"
                 raise DataError(
-                    f"unknown event type {names.iloc[first]!r} (known: {known}; set a default "
+                    f"unknown event type {_show(names.iloc[first])} (known: {known}; set a default "
                     "weight with '*=1')",
                     source=source,
                     row=_line(first),
@@ -107,6 +107,13 @@ class EventWeights:
 def _line(position: int) -> int:
     """The file line of a frame row read with a header line (row 0 -> line 2)."""
     return position + 2
+
+
+def _show(value: Any) -> str:
+    """A value as a person wrote it: numbers plain, text quoted (no numpy reprs)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    return repr(value) if isinstance(value, str) else str(value)
 
 
 def _first(mask: pd.Series | npt.NDArray[np.bool_]) -> int:
@@ -152,7 +159,7 @@ class FeatureTable:
         if duplicated.any():
             first = _first(duplicated)
             raise DataError(
-                f"duplicate id {table[id_column].iloc[first]!r} in a feature table",
+                f"duplicate id {_show(table[id_column].iloc[first])} in a feature table",
                 source=source,
                 row=_line(first),
                 column=id_column,
@@ -170,7 +177,7 @@ class FeatureTable:
         frame = pd.DataFrame(index=pd.RangeIndex(len(ids)))
         keep = positions >= 0
         for name in columns:
-            values = table[name]
+            values = table[name].astype(object)
             kind = kinds[name]
             if kind in ("numeric", "latitude", "longitude"):
                 numbers = pd.to_numeric(values, errors="coerce")
@@ -178,7 +185,7 @@ class FeatureTable:
                 if bad.any():
                     first = _first(bad)
                     raise DataError(
-                        f"expected a number, got {values.iloc[first]!r}",
+                        f"expected a number, got {_show(values.iloc[first])}",
                         source=source,
                         row=_line(first),
                         column=name,
@@ -187,16 +194,16 @@ class FeatureTable:
                 column[positions[keep]] = numbers.to_numpy(dtype=float)[keep]
                 frame[name] = column
             elif kind == "multi":
-                lists = values.map(lambda v: _split_multi(v, multi_separator))
+                lists = pd.Series([_split_multi(v, multi_separator) for v in values], dtype=object)
                 column_obj = np.empty(len(ids), dtype=object)
                 column_obj[:] = [() for _ in range(len(ids))]
                 column_obj[positions[keep]] = lists.to_numpy(dtype=object)[keep]
-                frame[name] = column_obj
+                frame[name] = pd.Series(column_obj, dtype=object)
             else:
                 column_obj = np.full(len(ids), None, dtype=object)
-                cleaned = values.map(lambda v: None if _missing(v) else str(v))
+                cleaned = pd.Series([None if _missing(v) else str(v) for v in values], dtype=object)
                 column_obj[positions[keep]] = cleaned.to_numpy(dtype=object)[keep]
-                frame[name] = column_obj
+                frame[name] = pd.Series(column_obj, dtype=object)
         return cls(frame, {name: kinds[name] for name in columns})
 
     def columns_of(self, *kinds: FeatureKind) -> list[str]:
@@ -213,7 +220,9 @@ class FeatureTable:
 
 
 def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value))
+    if value is None or isinstance(value, (list, tuple, np.ndarray)):
+        return value is None
+    return bool(pd.isna(value))
 
 
 def _split_multi(value: Any, separator: str) -> tuple[str, ...]:
@@ -308,7 +317,7 @@ class Dataset:
             if bad.any():
                 first = int(np.flatnonzero(bad)[0])
                 raise DataError(
-                    f"rating must be a finite number >= 0, got {frame[RATING].iloc[first]!r}",
+                    f"rating must be a finite number >= 0, got {_show(frame[RATING].iloc[first])}",
                     source=source,
                     row=_line(first),
                     column=RATING,
@@ -502,7 +511,7 @@ def _numbers(values: pd.Series, column: str, source: str | None) -> npt.NDArray[
     if bad.any():
         first = _first(bad)
         raise DataError(
-            f"expected a number, got {values.iloc[first]!r}",
+            f"expected a number, got {_show(values.iloc[first])}",
             source=source,
             row=_line(first),
             column=column,
@@ -533,7 +542,7 @@ def parse_timestamps(values: pd.Series, *, source: str | None = None) -> npt.NDA
         if parsed.isna().any():
             first = int(parsed.index[_first(parsed.isna())])
             raise DataError(
-                f"cannot read {values.iloc[first]!r} as a time (use unix seconds or ISO 8601)",
+                f"cannot read {_show(values.iloc[first])} as a time (use unix seconds or ISO 8601)",
                 source=source,
                 row=_line(first),
                 column=TIMESTAMP,
@@ -544,8 +553,7 @@ def parse_timestamps(values: pd.Series, *, source: str | None = None) -> npt.NDA
         out[~is_number] = seconds_text.to_numpy(dtype=np.int64)
         return out
     seconds = (parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
-    result: npt.NDArray[np.int64] = seconds.to_numpy(dtype=np.int64)
-    return result
+    return np.asarray(seconds.to_numpy(dtype=np.int64), dtype=np.int64)
 
 
 def _aggregate(raw: pd.DataFrame, *, explicit: bool, aggregate: Aggregate) -> pd.DataFrame:
@@ -571,6 +579,9 @@ def _aggregate(raw: pd.DataFrame, *, explicit: bool, aggregate: Aggregate) -> pd
     )
     if "timestamp" in raw.columns:
         result["timestamp"] = grouped["timestamp"].max().to_numpy(dtype=np.int64)
+    else:
+        # Without times, the source row of the pair's latest event orders interactions.
+        result["sequence"] = grouped["order"].max().to_numpy(dtype=np.int64)
     if "event" in raw.columns:
         strongest = raw.sort_values(["event_weight", "order"], kind="stable").groupby(keys)["event"]
         result["event"] = strongest.last().to_numpy()

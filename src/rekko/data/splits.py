@@ -92,7 +92,12 @@ class LeaveLastOut:
     def split(self, dataset: Dataset) -> tuple[Dataset, Dataset]:
         frame = dataset.interactions
         users = frame["user"].to_numpy()
-        time = frame["timestamp"].to_numpy() if dataset.has_timestamps else np.arange(len(frame))
+        if dataset.has_timestamps:
+            time = frame["timestamp"].to_numpy()
+        elif "sequence" in frame.columns:
+            time = frame["sequence"].to_numpy()
+        else:
+            time = np.arange(len(frame))
         # Latest first within each user; ties broken by row order (later row is "later").
         order = np.lexsort((-np.arange(len(frame)), -time, users))
         sorted_users = users[order]

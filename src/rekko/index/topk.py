@@ -28,7 +28,7 @@ def top_k(
     # Sort by score descending, then by column ascending for stable ties.
     order = np.lexsort((part, -part_scores), axis=1)
     indices = np.take_along_axis(part, order, axis=1).astype(np.int64)
-    best = np.take_along_axis(part_scores, order, axis=1).astype(np.float32)
+    best = np.take_along_axis(part_scores, order, axis=1)
     if k < n_cols:
         # argpartition may pick any of several items tied at the k-th score; make ties
         # resolve to the lowest column like a full sort would.
@@ -42,4 +42,4 @@ def top_k(
             best[row] = scores[row, full]
     invalid = ~np.isfinite(best) & (best < 0)
     indices[invalid] = -1
-    return indices, best
+    return indices, best.astype(np.float32)

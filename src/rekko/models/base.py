@@ -342,7 +342,8 @@ class Recommender(ABC):
             logger.info(
                 "%s: %d event(s) with unknown users or items ignored", self.name, (~keep).sum()
             )
-        grown = sp.csr_matrix(seen, shape=(len(user_map), len(item_map)), copy=True)
+        grown = sp.csr_matrix(seen, copy=True)
+        grown.resize((len(user_map), len(item_map)))
         grown = grown + sp.csr_matrix(
             (weights[keep], (user_index[keep], item_index[keep])), shape=grown.shape
         )
