@@ -54,8 +54,12 @@ class DataSpec(BaseModel):
     value_col: str | None = None
     event_col: str | None = None
     timestamp_col: str | None = None
-    item_id_col: str = "item_id"
-    user_id_col: str = "user_id"
+    item_id_col: str | None = Field(
+        default=None, description="Id column of --items (default: item_id, else the item column)."
+    )
+    user_id_col: str | None = Field(
+        default=None, description="Id column of --users (default: user_id, else the user column)."
+    )
     event_weights: str | None = None
     aggregate: Literal["sum", "max", "last"] = "sum"
 

@@ -87,21 +87,22 @@ class EventWeights:
 
     def weigh(self, events: pd.Series, *, source: str | None = None) -> npt.NDArray[np.float32]:
         """Weights of each event in ``events``; unknown types raise, naming the first row."""
-        names = events.astype(str)
-        mapped = names.map(dict(self.weights))
-        if mapped.isna().any():
+        codes, names = pd.factorize(events.astype(str))
+        table = np.array([self.weights.get(name, np.nan) for name in names], dtype=np.float64)
+        unknown = np.isnan(table)
+        if unknown.any():
             if self.default is None:
-                first = _first(mapped.isna())
+                first = _first(unknown[codes])
                 known = ", ".join(sorted(self.weights)) or "none configured"
                 raise DataError(
-                    f"unknown event type {_show(names.iloc[first])} (known: {known}; set a default "
-                    "weight with '*=1')",
+                    f"unknown event type {_show(names[codes[first]])} (known: {known}; set a "
+                    "default weight with '*=1')",
                     source=source,
                     row=_line(first),
                     column=EVENT,
                 )
-            mapped = mapped.fillna(self.default)
-        return mapped.to_numpy(dtype=np.float32)
+            table[unknown] = self.default
+        return table[codes].astype(np.float32)
 
 
 def _line(position: int) -> int:
@@ -339,6 +340,11 @@ class Dataset:
                 )
         events: pd.Series | None = None
         if EVENT in frame.columns:
+            absent = frame[EVENT].isna() | (frame[EVENT].astype(str).str.strip() == "")
+            if absent.any():
+                raise DataError(
+                    "missing event type", source=source, row=_line(_first(absent)), column=EVENT
+                )
             events = frame[EVENT].astype(str)
             weights = (
                 event_weights
@@ -352,12 +358,12 @@ class Dataset:
         if TIMESTAMP in frame.columns:
             timestamps = parse_timestamps(frame[TIMESTAMP], source=source)
 
-        item_ids = list(frame[ITEM])
+        item_ids = frame[ITEM]
         if item_features is not None and ITEM in item_features.columns:
-            item_ids += list(item_features[ITEM])
-        user_ids = list(frame[USER])
+            item_ids = pd.concat([item_ids, item_features[ITEM]], ignore_index=True)
+        user_ids = frame[USER]
         if user_features is not None and USER in user_features.columns:
-            user_ids += list(user_features[USER])
+            user_ids = pd.concat([user_ids, user_features[USER]], ignore_index=True)
         user_map = users.extend(user_ids) if users is not None else IdMap.from_values(user_ids)
         item_map = items.extend(item_ids) if items is not None else IdMap.from_values(item_ids)
 
@@ -557,32 +563,42 @@ def parse_timestamps(values: pd.Series, *, source: str | None = None) -> npt.NDA
 
 
 def _aggregate(raw: pd.DataFrame, *, explicit: bool, aggregate: Aggregate) -> pd.DataFrame:
-    keys = ["user", "item"]
-    sort_by = ["timestamp", "order"] if "timestamp" in raw.columns else ["order"]
-    raw = raw.sort_values(sort_by, kind="stable")
-    grouped = raw.groupby(keys, sort=True)
-    if explicit or aggregate == "last":
-        out = grouped.last()
-    elif aggregate == "max":
-        out = grouped.max()
-    elif aggregate == "sum":
-        out = grouped.sum(numeric_only=True)
-    else:
+    """One row per (user, item), sorted by user then item (see the module docstring)."""
+    if aggregate not in ("sum", "max", "last"):
         raise DataError(f"aggregate must be 'sum', 'max' or 'last', got {aggregate!r}")
+    user = raw["user"].to_numpy(dtype=np.int64)
+    item = raw["item"].to_numpy(dtype=np.int64)
+    order = raw["order"].to_numpy(dtype=np.int64)
+    has_time = "timestamp" in raw.columns
+    time = raw["timestamp"].to_numpy(dtype=np.int64) if has_time else order
+    # Chronological within each pair: the last row of a group is the pair's latest event.
+    sorted_rows = np.lexsort((order, time, item, user))
+    user_s, item_s = user[sorted_rows], item[sorted_rows]
+    new_pair = np.r_[True, (user_s[1:] != user_s[:-1]) | (item_s[1:] != item_s[:-1])]
+    starts = np.flatnonzero(new_pair)
+    ends = np.r_[starts[1:], len(sorted_rows)] - 1
+    values = raw["value"].to_numpy(dtype=np.float64)[sorted_rows]
+    if explicit or aggregate == "last":
+        value = values[ends]
+    elif aggregate == "max":
+        value = np.maximum.reduceat(values, starts)
+    else:
+        value = np.add.reduceat(values, starts)
     result = pd.DataFrame(
         {
-            "user": out.index.get_level_values(0).to_numpy(dtype=np.int64),
-            "item": out.index.get_level_values(1).to_numpy(dtype=np.int64),
-            "value": out["value"].to_numpy(dtype=np.float32),
-            "count": grouped.size().to_numpy(dtype=np.int64),
+            "user": user_s[starts],
+            "item": item_s[starts],
+            "value": value.astype(np.float32),
+            "count": (ends - starts + 1).astype(np.int64),
         }
     )
-    if "timestamp" in raw.columns:
-        result["timestamp"] = grouped["timestamp"].max().to_numpy(dtype=np.int64)
+    if has_time:
+        result["timestamp"] = time[sorted_rows][ends]
     else:
         # Without times, the source row of the pair's latest event orders interactions.
-        result["sequence"] = grouped["order"].max().to_numpy(dtype=np.int64)
+        result["sequence"] = order[sorted_rows][ends]
     if "event" in raw.columns:
-        strongest = raw.sort_values(["event_weight", "order"], kind="stable").groupby(keys)["event"]
-        result["event"] = strongest.last().to_numpy()
+        weight = raw["event_weight"].to_numpy(dtype=np.float64)
+        strongest = np.lexsort((order, weight, item, user))
+        result["event"] = raw["event"].to_numpy()[strongest][ends]
     return result

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 
 from rekko.errors import DataError, UnknownIdError
 
@@ -38,6 +39,21 @@ def _kind_of(values: npt.NDArray[Any]) -> IdKind:
     return "str"
 
 
+def _as_array(values: Iterable[Any] | npt.NDArray[Any] | pd.Series) -> npt.NDArray[Any]:
+    """A 1-d NumPy array of ids (object for text), without a Python loop for columns."""
+    if isinstance(values, (pd.Series, pd.Index)):
+        values = values.to_numpy()
+    elif not isinstance(values, np.ndarray):
+        values = np.asarray(list(values), dtype=object)
+    if values.dtype.kind in "US":
+        values = values.astype(object)
+    if values.dtype.kind == "O" and len(values):
+        inferred = pd.api.types.infer_dtype(values, skipna=True)
+        if inferred == "integer":
+            values = values.astype(np.int64)
+    return values
+
+
 class IdMap:
     """A bijection between external ids and the indices ``0..len-1``.
 
@@ -45,7 +61,7 @@ class IdMap:
     after the old ones so that existing indices never change.
     """
 
-    __slots__ = ("_external", "_index", "kind")
+    __slots__ = ("_external", "_index", "_lookup", "kind")
 
     def __init__(self, external_ids: Sequence[ExternalId], kind: IdKind) -> None:
         self.kind: IdKind = kind
@@ -60,25 +76,24 @@ class IdMap:
             index[value] = position
         self._external = external
         self._index = index
+        self._lookup: pd.Index | None = None
 
     @classmethod
-    def from_values(cls, values: Iterable[Any] | npt.NDArray[Any]) -> IdMap:
+    def from_values(cls, values: Iterable[Any] | npt.NDArray[Any] | pd.Series) -> IdMap:
         """Map the distinct values in order of first appearance."""
-        array = np.asarray(list(values) if not isinstance(values, np.ndarray) else values)
-        if array.dtype.kind == "O" or array.dtype.kind in "US":
-            array = array.astype(object)
+        array = _as_array(values)
         if len(array) == 0:
             return cls([], "str")
-        if array.dtype.kind == "O" and any(v is None or v != v for v in array):
+        if pd.isna(array).any():
             raise DataError("ids must not be empty (found a missing id)")
-        kind = _kind_of(array)
+        distinct = pd.unique(array)
+        kind = _kind_of(distinct)
         if kind == "int":
-            array = array.astype(np.int64)
+            distinct = distinct.astype(np.int64)
         else:
-            array = np.asarray([str(v) for v in array], dtype=object)
-        _, first = np.unique(array, return_index=True)
-        ordered = array[np.sort(first)]
-        return cls(ordered.tolist(), kind)
+            # Mixed ints and strings become strings; "1" and 1 are then one id.
+            distinct = pd.unique(np.asarray([str(v) for v in distinct], dtype=object))
+        return cls(distinct.tolist(), kind)
 
     def __len__(self) -> int:
         return len(self._external)
@@ -141,10 +156,15 @@ class IdMap:
                 ``"mark"`` returns :data:`UNKNOWN` (-1) in their place.
             what: the kind of id, for the error message ("user", "item").
         """
-        values = list(external_ids)
-        out = np.empty(len(values), dtype=np.int64)
+        array = _as_array(external_ids)
+        fast = self._fast_index(array)
+        if fast is not None:
+            if unknown == "raise" and (fast < 0).any():
+                raise UnknownIdError(what or "external", array[fast < 0].tolist())
+            return fast
+        out = np.empty(len(array), dtype=np.int64)
         missing: list[object] = []
-        for position, value in enumerate(values):
+        for position, value in enumerate(array.tolist()):
             coerced = self._coerce(value)
             found = self._index.get(coerced, UNKNOWN) if coerced is not None else UNKNOWN
             if found == UNKNOWN:
@@ -153,6 +173,23 @@ class IdMap:
         if missing and unknown == "raise":
             raise UnknownIdError(what or "external", missing)
         return out
+
+    def _fast_index(self, array: npt.NDArray[Any]) -> npt.NDArray[np.int64] | None:
+        """Vectorised look-up when every value already has this map's kind (the usual case)."""
+        if len(array) < 64:
+            return None
+        if self.kind == "int" and array.dtype.kind in "iu":
+            array = array.astype(np.int64)
+        elif self.kind == "str" and (
+            array.dtype.kind == "U"
+            or (array.dtype.kind == "O" and pd.api.types.infer_dtype(array) == "string")
+        ):
+            array = array.astype(object)
+        else:
+            return None
+        if self._lookup is None:
+            self._lookup = pd.Index(self._external)
+        return np.asarray(self._lookup.get_indexer(pd.Index(array)), dtype=np.int64)
 
     def index_of(self, external_id: object, *, what: str = "") -> int:
         """Index of one external id; raises :class:`UnknownIdError` if it is unknown."""
@@ -167,12 +204,12 @@ class IdMap:
 
     def extend(self, external_ids: Iterable[object]) -> IdMap:
         """A new map with the unknown ids among ``external_ids`` appended; old indices stay."""
-        values = list(external_ids)
+        values = _as_array(external_ids)
         if len(self) == 0:
             return IdMap.from_values(values)
         new: list[ExternalId] = []
         seen: set[ExternalId] = set()
-        for value in values:
+        for value in values[self.to_index(values, unknown="mark") < 0].tolist():
             coerced = self._coerce(value)
             if coerced is None:
                 raise DataError(f"id {value!r} is not a valid {self.kind} id for this map")

@@ -120,6 +120,10 @@ class TemporalSplit:
     test_fraction: float = 0.2
     cutoff: int | None = None
 
+    def __post_init__(self) -> None:
+        if not 0 < self.test_fraction < 1:
+            raise DataError(f"test_fraction must be between 0 and 1, got {self.test_fraction}")
+
     def split(self, dataset: Dataset) -> tuple[Dataset, Dataset]:
         if not dataset.has_timestamps:
             raise DataError("a temporal split needs timestamps in the data")
