@@ -425,6 +425,72 @@ def split_command(
     _write_table(test_part.to_frame(), test_output)
 
 
+@app.command()
+def tune(
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Model name to tune, or 'auto' to pick a family.")
+    ],
+    trials: Annotated[int, typer.Option("--trials", "-n", min=1, help="Trials per model.")] = 20,
+    metric: Annotated[str, typer.Option("--metric", help="What to maximise, e.g. ndcg@10.")] = (
+        "ndcg@10"
+    ),
+    seed: Annotated[int, typer.Option("--seed")] = 42,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Train the best model on all data here.")
+    ] = None,
+    config: ConfigOpt = None,
+    dataset: DatasetOpt = None,
+    data_dir: DataDirOpt = None,
+    interactions: InteractionsOpt = None,
+    table: TableOpt = None,
+    query: QueryOpt = None,
+    items: ItemsOpt = None,
+    users: UsersOpt = None,
+    user_col: UserColOpt = None,
+    item_col: ItemColOpt = None,
+    rating_col: RatingColOpt = None,
+    value_col: ValueColOpt = None,
+    event_col: EventColOpt = None,
+    timestamp_col: TimeColOpt = None,
+    event_weights: WeightsOpt = None,
+) -> None:
+    """Tune hyperparameters (Optuna) on a validation split of the given data only."""
+    from rekko.models import create_model
+    from rekko.tuning import select
+    from rekko.tuning import tune as run_tuning
+
+    data = _data(
+        read_config(config),
+        dataset=dataset,
+        data_dir=data_dir,
+        interactions=interactions,
+        table=table,
+        query=query,
+        items=items,
+        users=users,
+        user_col=user_col,
+        item_col=item_col,
+        rating_col=rating_col,
+        value_col=value_col,
+        event_col=event_col,
+        timestamp_col=timestamp_col,
+        event_weights=event_weights,
+    )
+    with console.status(f"Tuning {model} ({trials} trials per model)..."):
+        if model == "auto":
+            best, summary = select(data, trials=trials, metric=metric, seed=seed)
+            _print_frame(summary.astype({"params": str}), title="Best of each family")
+        else:
+            best = run_tuning(model, data, trials=trials, metric=metric, seed=seed)
+            _print_frame(best.trials, title=f"Trials of {model}")
+    console.print(
+        f"Best: [bold]{best.model}[/bold] {metric}={best.best_score:.4f} {best.best_params}"
+    )
+    if output is not None:
+        create_model(best.model, **best.best_params).fit(data).save(output)
+        console.print(f"Trained {best.model} with these parameters on all data; saved to {output}")
+
+
 @app.command("models")
 def list_models() -> None:
     """List the registered models with their abilities and parameters."""
