@@ -1,5 +1,6 @@
 # Two commands do all set-up on a fresh machine:
-#   make run    train on the built-in demo data, evaluate and print recommendations
+#   make run    train on the built-in demo data, evaluate, print recommendations, then serve
+#               the HTTP API on http://127.0.0.1:8000 (SQLite in rekko-data/)
 #   make test   lint, type-check and run the whole test suite
 VENV ?= .venv
 PYTHON ?= python3
@@ -19,6 +20,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 run: setup
 	$(BIN)/rekko demo
+	$(BIN)/rekko serve
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

@@ -298,6 +298,10 @@ def evaluate(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="CSV or JSON table.")
     ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option("--report", help="Also write an HTML report with charts (opens offline)."),
+    ] = None,
     config: ConfigOpt = None,
     dataset: DatasetOpt = None,
     data_dir: DataDirOpt = None,
@@ -325,6 +329,8 @@ def evaluate(
 
     protocol = Protocol(ks=tuple(k or [10]), relevance_threshold=threshold)
     if recommendations is not None or test is not None:
+        if report is not None:
+            raise DataError("--report compares trained models; it does not take --recommendations")
         if recommendations is None or test is None:
             raise DataError("--recommendations and --test go together")
         recs = _read_csv(recommendations)
@@ -357,7 +363,17 @@ def evaluate(
         )
         splitter = make_split(split, test_fraction=test_fraction, seed=seed)
         with console.status(f"Evaluating {len(candidates)} model(s) on a {split} split..."):
-            result = run_evaluation(candidates, data, splitter, protocol=protocol)
+            if report is None:
+                result = run_evaluation(candidates, data, splitter, protocol=protocol)
+            else:
+                from rekko.reports import evaluate_with_details, evaluation_report
+
+                details = evaluate_with_details(candidates, data, splitter, protocol=protocol)
+                result = details.metrics
+                evaluation_report(
+                    details, report, subtitle=f"{data.name}, {split} split, seed {seed}"
+                )
+                console.print(f"Wrote the report to {report}")
     _print_frame(
         result.T.reset_index().set_axis(["metric", *result.index.astype(str)], axis=1)
         if len(result.columns) > 8
@@ -375,6 +391,55 @@ def _read_csv(path: Path) -> pd.DataFrame:
         raise DataError("file not found", source=str(path)) from None
     except (pd.errors.EmptyDataError, pd.errors.ParserError) as error:
         raise DataError(f"cannot read CSV ({error})", source=str(path)) from None
+
+
+@app.command()
+def explore(
+    output: Annotated[Path, typer.Option("--output", "-o", help="HTML report to write.")],
+    images: Annotated[
+        str | None, typer.Option("--images", help="Also write each chart as svg or png.")
+    ] = None,
+    config: ConfigOpt = None,
+    dataset: DatasetOpt = None,
+    data_dir: DataDirOpt = None,
+    interactions: InteractionsOpt = None,
+    table: TableOpt = None,
+    query: QueryOpt = None,
+    items: ItemsOpt = None,
+    users: UsersOpt = None,
+    user_col: UserColOpt = None,
+    item_col: ItemColOpt = None,
+    rating_col: RatingColOpt = None,
+    value_col: ValueColOpt = None,
+    event_col: EventColOpt = None,
+    timestamp_col: TimeColOpt = None,
+    event_weights: WeightsOpt = None,
+) -> None:
+    """An HTML report of a data set: events, long tail, activity, time, sparsity, features."""
+    from rekko.reports import explore_report
+
+    if images not in (None, "svg", "png"):
+        raise DataError("--images must be svg or png")
+    data = _data(
+        read_config(config),
+        dataset=dataset,
+        data_dir=data_dir,
+        interactions=interactions,
+        table=table,
+        query=query,
+        items=items,
+        users=users,
+        user_col=user_col,
+        item_col=item_col,
+        rating_col=rating_col,
+        value_col=value_col,
+        event_col=event_col,
+        timestamp_col=timestamp_col,
+        event_weights=event_weights,
+    )
+    with console.status("Drawing the report..."):
+        path = explore_report(data, output, image_format=images)  # type: ignore[arg-type]
+    console.print(f"Wrote the report to {path}")
 
 
 @app.command("split")
@@ -489,6 +554,43 @@ def tune(
     if output is not None:
         create_model(best.model, **best.best_params).fit(data).save(output)
         console.print(f"Trained {best.model} with these parameters on all data; saved to {output}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option("--host", help="Address to bind.")] = None,
+    port: Annotated[int | None, typer.Option("--port", min=1, max=65535)] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Worker processes.")] = (
+        None
+    ),
+    database_url: Annotated[
+        str | None, typer.Option("--database-url", help="SQLAlchemy URL (SQLite by default).")
+    ] = None,
+    model_dir: Annotated[
+        str | None, typer.Option("--model-dir", help="Folder of model versions.")
+    ] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Model to train.")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Serve recommendations over HTTP (API docs at /docs).
+
+    On first start with an empty database it loads the demo shop, trains and activates a
+    model. Settings: flags, then REKKO_* variables, then [serve] in --config.
+    """
+    from rekko.service import load_settings
+    from rekko.service import serve as run_service
+
+    flags = {
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "database_url": database_url,
+        "model_dir": model_dir,
+        "model": model,
+    }
+    settings = load_settings(config, flags=flags)
+    console.print(f"Serving on http://{settings.host}:{settings.port} (API docs at /docs)")
+    run_service(settings)
 
 
 @app.command("models")

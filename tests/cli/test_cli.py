@@ -156,3 +156,30 @@ def test_popularity_on_movielens_through_the_cli(datasets_dir: Path, tmp_path: P
     assert 0.19 <= scores["ndcg@10"] <= 0.23, scores
     output = ok("evaluate", "--recommendations", str(recs), "--test", str(test))
     assert "ndcg@10" in output
+
+
+def test_explore_and_evaluation_reports_are_written(tmp_path: Path) -> None:
+    explore = tmp_path / "explore.html"
+    ok("explore", "--dataset", "demo", "-o", str(explore))
+    page = explore.read_text()
+    assert "<svg" in page and "https://" not in page
+    report = tmp_path / "evaluation.html"
+    output = ok(
+        "evaluate",
+        "--dataset",
+        "demo",
+        "--models",
+        "popularity,random",
+        "-k",
+        "5",
+        "-k",
+        "10",
+        "--report",
+        str(report),
+        "-o",
+        str(tmp_path / "table.csv"),
+    )
+    assert "Wrote the report" in output
+    table = pd.read_csv(tmp_path / "table.csv")
+    assert table["model"].tolist() == ["popularity", "random"]
+    assert "popularity" in report.read_text()

@@ -156,7 +156,7 @@ def evaluate(
         if dataset is None:
             raise ValueError("evaluate needs a dataset, or both train and test")
         train, test = (split or RandomSplit()).split(dataset)
-    named = dict(models) if isinstance(models, Mapping) else _unique_names(models)
+    named = dict(models) if isinstance(models, Mapping) else label_models(models)
     tests = TestSet.build(train, test, protocol.relevance_threshold)
     rows = []
     for label, model in named.items():
@@ -182,7 +182,8 @@ def evaluate(
     return pd.DataFrame(rows)
 
 
-def _unique_names(models: Iterable[Recommender]) -> dict[str, Recommender]:
+def label_models(models: Iterable[Recommender]) -> dict[str, Recommender]:
+    """Models by name; a repeated name gets ``-2``, ``-3``..."""
     out: dict[str, Recommender] = {}
     for model in models:
         label, number = model.name, 2

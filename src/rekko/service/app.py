@@ -1,0 +1,175 @@
+"""The app factory: :func:`create_app` builds a fresh app from settings (nothing at import).
+
+On start-up (the ASGI lifespan) the app migrates the database, loads the demo data and trains
+when the database is empty (see ``bootstrap_demo``), loads the active model version and starts
+the background sync loop; on shutdown it writes buffered impressions and closes the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import json
+import logging
+import os
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from rekko import __version__
+from rekko.service.errors import install_error_handlers
+from rekko.service.metrics import ASGIApp, Message, MetricsMiddleware, Receive, Scope, Send
+from rekko.service.routes import catalogue, feedback, models, recommend, system
+from rekko.service.settings import ServeSettings, load_settings
+from rekko.service.state import ServiceState
+
+logger = logging.getLogger(__name__)
+
+#: Environment variable through which :func:`rekko.service.runner.serve` hands the settings to
+#: worker processes (JSON, keys included: it never leaves the machine).
+SETTINGS_ENV = "REKKO_SERVE_SETTINGS_JSON"
+
+DESCRIPTION = """
+Recommendations, feedback, catalogue, training and model versions for **rekko**.
+
+Keys go in the `X-API-Key` header: the *read* key for recommendations and look-ups, the
+*events* key for `POST /events`, the *admin* key for everything (catalogue, training, versions).
+Errors are `{"error": code, "detail": ...}`; validation errors (422) list each `field` with its
+`reason`.
+"""
+
+
+class _BodyTooLargeError(Exception):
+    pass
+
+
+class BodyLimitMiddleware:
+    """Answers 413 to request bodies over ``max_bytes``: at once from ``Content-Length``, or
+    while reading a body sent without one."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers", [])).get(b"content-length")
+        if length is not None:
+            try:
+                too_large = int(length) > self.max_bytes
+            except ValueError:
+                too_large = False
+            if too_large:
+                await self._reject(send)
+                return
+            await self.app(scope, receive, send)
+            return
+        received = 0
+        exceeded = False
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received, exceeded
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    exceeded = True
+                    raise _BodyTooLargeError
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if exceeded:
+                return  # the app's answer to the aborted read is replaced by the 413
+            started = True
+            await send(message)
+
+        with contextlib.suppress(_BodyTooLargeError):
+            await self.app(scope, counting_receive, guarded_send)
+        if exceeded and not started:
+            await self._reject(send)
+
+    async def _reject(self, send: Send) -> None:
+        body = json.dumps(
+            {"error": "payload_too_large", "detail": f"request body over {self.max_bytes} bytes"}
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+async def _sync_loop(state: ServiceState) -> None:
+    interval = state.settings.sync_interval_s
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await run_in_threadpool(state.sync)
+        except Exception:
+            logger.exception("background sync failed")
+
+
+def create_app(settings: ServeSettings | None = None, *, freeze_gc: bool = False) -> FastAPI:
+    """A new app for ``settings`` (default: :func:`load_settings` from the environment).
+
+    ``freeze_gc`` (for a server process that runs only this app) moves everything alive after
+    start-up out of the garbage collector's full passes, which would otherwise stall requests.
+
+    Raises :class:`~rekko.service.settings.SettingsError` for a non-loopback ``host``
+    without proper keys.
+    """
+    settings = settings if settings is not None else load_settings()
+    settings.check_exposure()
+    state = ServiceState(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(state.prepare)
+        if freeze_gc:
+            gc.collect()
+            gc.freeze()
+        task = asyncio.create_task(_sync_loop(state))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await run_in_threadpool(state.close)
+
+    app = FastAPI(
+        title="rekko",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs" if settings.docs else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.docs else None,
+    )
+    app.state.service = state
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=state.metrics)
+    for module in (system, recommend, feedback, catalogue, models):
+        app.include_router(module.router)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """Factory for uvicorn worker processes: settings from :data:`SETTINGS_ENV`, else from
+    the ``REKKO_*`` variables."""
+    text = os.environ.get(SETTINGS_ENV)
+    settings = ServeSettings.model_validate_json(text) if text else load_settings()
+    return create_app(settings, freeze_gc=True)

@@ -1,0 +1,89 @@
+"""Errors as the API reports them: ``{"error": code, "detail": ...}``, never a traceback.
+
+Validation errors are 422 with one ``{"field": "body.events.0.user_id", "reason": "..."}``
+per problem (``"field": "request"`` when no single field is to blame). rekko's own errors map
+to statuses: unknown ids 404, bad data or a model that cannot do what was asked 422. Anything
+unexpected is logged with its traceback and answered with a bare 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from rekko.errors import NotFittedError, RekkoError, UnknownIdError
+
+logger = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An error with an HTTP status, a short code and a message for the caller."""
+
+    def __init__(self, status: int, code: str, detail: Any) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+
+def invalid(field: str, reason: str) -> ApiError:
+    """A 422 naming one field, shaped like the automatic validation errors."""
+    return ApiError(422, "invalid_request", [{"field": field, "reason": reason}])
+
+
+def error_response(status: int, code: str, detail: Any) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": detail}, status_code=status)
+
+
+def _field(location: tuple[Any, ...] | list[Any]) -> str:
+    return ".".join(str(part) for part in location)
+
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    503: "unavailable",
+}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, error: ApiError) -> JSONResponse:
+        return error_response(error.status, error.code, error.detail)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = [
+            {"field": _field(item.get("loc", ())), "reason": str(item.get("msg", "invalid"))}
+            for item in error.errors()
+        ]
+        return error_response(422, "invalid_request", problems)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+        code = _STATUS_CODES.get(error.status_code, "error")
+        return error_response(error.status_code, code, error.detail)
+
+    @app.exception_handler(RekkoError)
+    async def _rekko(_request: Request, error: RekkoError) -> JSONResponse:
+        if isinstance(error, UnknownIdError):
+            return error_response(404, "not_found", str(error))
+        if isinstance(error, NotFittedError):
+            return error_response(503, "unavailable", str(error))
+        return error_response(422, "invalid_request", [{"field": "request", "reason": str(error)}])
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+        logger.exception("unexpected error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal", "internal error (details are in the server log)")

@@ -1,0 +1,168 @@
+"""Recommendations for known users, anonymous visitors, and similar items."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+
+from rekko.service.auth import require
+from rekko.service.routes.common import (
+    blame_filters,
+    check_k,
+    constraints,
+    pick_model,
+    ranked_response,
+    service,
+    split_list,
+)
+from rekko.service.schemas import (
+    AnonymousRecommendationRequest,
+    PathId,
+    Recommendations,
+    SimilarItems,
+    UserRecommendationRequest,
+)
+
+router = APIRouter(tags=["recommendations"], dependencies=[Depends(require("read"))])
+
+FieldsQuery = Annotated[
+    str | None, Query(max_length=2_000, description="Comma-separated item fields: title,price")
+]
+ExcludeQuery = Annotated[
+    str | None, Query(max_length=100_000, description="Comma-separated item ids to leave out.")
+]
+FiltersQuery = Annotated[
+    str | None,
+    Query(max_length=10_000, description='Constraints as JSON: {"price": {"max": 50}}'),
+]
+VersionQuery = Annotated[str | None, Query(max_length=128, description="A model version.")]
+
+
+async def _for_user(
+    request: Request,
+    user_id: str,
+    k: int,
+    filters: object,
+    exclude: list[str],
+    fields: list[str],
+    version: str | None,
+    where: str,
+) -> Response:
+    state = service(request)
+    check_k(state, k, f"{where}.k")
+    constraint = constraints(filters, f"{where}.filters")
+    served = await pick_model(state, user_id, version)
+    blocked = state.catalogue.blocked
+    with blame_filters(constraint, f"{where}.filters"):
+        ranked = served.recommend_user(
+            user_id, k, constraint, [*exclude, *blocked] if blocked else exclude
+        )
+    return ranked_response(
+        state, ranked, kind="user", fields=fields, head={"user_id": user_id}, log_user=user_id
+    )
+
+
+@router.get(
+    "/users/{user_id}/recommendations",
+    response_model=Recommendations,
+    summary="Recommendations for a user",
+)
+async def recommend_for_user(
+    request: Request,
+    user_id: PathId,
+    k: Annotated[int, Query(ge=1, description="How many items.")] = 10,
+    filters: FiltersQuery = None,
+    exclude: ExcludeQuery = None,
+    fields: FieldsQuery = None,
+    version: VersionQuery = None,
+) -> Response:
+    """Top ``k`` items for a user; seen items, hidden items and ``exclude`` are left out.
+
+    Users the model does not know get items like the ones they interacted with since the
+    model was trained (``fallback: history``), or else the most popular items
+    (``fallback: popularity``).
+    """
+    return await _for_user(
+        request, user_id, k, filters, split_list(exclude), split_list(fields), version, "query"
+    )
+
+
+@router.post("/recommendations", response_model=Recommendations, summary="Recommendations (body)")
+async def recommend(request: Request, body: UserRecommendationRequest) -> Response:
+    """The same as ``GET /users/{user_id}/recommendations`` with options in a JSON body."""
+    return await _for_user(
+        request,
+        body.user_id,
+        body.k,
+        body.filters,
+        body.exclude,
+        body.fields,
+        body.version,
+        "body",
+    )
+
+
+@router.post(
+    "/recommendations/anonymous",
+    response_model=Recommendations,
+    summary="Recommendations for a visitor without history",
+)
+async def recommend_anonymous(request: Request, body: AnonymousRecommendationRequest) -> Response:
+    """From free text (``query``), stated preferences (``preferences``) and/or a basket of
+    items (``items``). A query-capable model (such as ``content``) reads text and
+    preferences; otherwise preferences become constraints over popular items and text is
+    matched against item features word by word."""
+    state = service(request)
+    check_k(state, body.k, "body.k")
+    constraint = constraints(body.filters, "body.filters")
+    served = await pick_model(state, body.user_id, body.version)
+    blocked = state.catalogue.blocked
+    with blame_filters(constraint, "body.filters"):
+        ranked = served.recommend_anonymous(
+            body.k,
+            query=body.query,
+            preferences=body.preferences,
+            basket=body.items,
+            constraint=constraint,
+            exclude=[*body.exclude, *blocked],
+        )
+    return ranked_response(
+        state,
+        ranked,
+        kind="anonymous",
+        fields=body.fields,
+        head={"user_id": body.user_id},
+        log_user=body.user_id,
+    )
+
+
+@router.get("/items/{item_id}/similar", response_model=SimilarItems, summary="Similar items")
+async def similar_items(
+    request: Request,
+    item_id: PathId,
+    k: Annotated[int, Query(ge=1)] = 10,
+    filters: FiltersQuery = None,
+    exclude: ExcludeQuery = None,
+    fields: FieldsQuery = None,
+    version: VersionQuery = None,
+) -> Response:
+    """Items most similar to ``item_id`` (the model's own similarity when it has one, else
+    co-occurrence: people who interacted with it also interacted with...)."""
+    state = service(request)
+    check_k(state, k, "query.k")
+    constraint = constraints(filters, "query.filters")
+    served = await pick_model(state, None, version)
+    with blame_filters(constraint, "query.filters"):
+        ranked = served.similar(
+            item_id, k, constraint, [*split_list(exclude), *state.catalogue.blocked]
+        )
+    return ranked_response(
+        state,
+        ranked,
+        kind="similar",
+        fields=split_list(fields),
+        head={"item_id": item_id},
+        log_user=None,
+    )

@@ -1,0 +1,239 @@
+"""Request and response bodies of the HTTP API (validated at the edge by pydantic).
+
+Ids are strings in responses; requests may send numbers, which are read as strings.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import Path
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from rekko.store.schema import ID_LENGTH
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=ID_LENGTH, strip_whitespace=True)]
+#: An id in a URL path (``/users/{user_id}/...``).
+PathId = Annotated[str, Path(min_length=1, max_length=ID_LENGTH)]
+FieldName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+#: Epoch seconds above this are taken as milliseconds (as browsers and Retailrocket log them).
+MILLISECONDS = 1e11
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+
+
+# -- recommendations -----------------------------------------------------------------------
+class ListOptions(Body):
+    k: int = Field(10, ge=1, description="How many items (at most the server's max_k).")
+    filters: dict[str, Any] | None = Field(
+        None,
+        description='Knowledge constraints over item features, e.g. {"price": {"max": 50}, '
+        '"category": ["books", "music"], "near": {"lat": 52.5, "lon": 13.4, "km": 10}}.',
+    )
+    exclude: list[Id] = Field(
+        default_factory=list, max_length=10_000, description="Items never to return."
+    )
+    fields: list[FieldName] = Field(
+        default_factory=list, max_length=64, description="Item fields to include (title...)."
+    )
+    version: str | None = Field(
+        None, max_length=128, description="Serve from this model version instead of the active."
+    )
+
+
+class UserRecommendationRequest(ListOptions):
+    user_id: Id
+
+
+class AnonymousRecommendationRequest(ListOptions):
+    user_id: Id | None = Field(
+        None, description="An id for a new user (for A/B assignment and impression logs)."
+    )
+    query: str | None = Field(None, max_length=2_000, description="Free text.")
+    preferences: dict[str, Any] | None = Field(
+        None,
+        description="Stated preferences, feature -> wanted value(s) "
+        '(e.g. {"category": "books"}); soft for query-capable models, hard constraints '
+        "otherwise.",
+    )
+    items: list[Id] = Field(
+        default_factory=list, max_length=1_000, description="A basket of item ids."
+    )
+
+
+class RecommendedItem(BaseModel):
+    item_id: str
+    rank: int
+    score: float
+    fields: dict[str, Any] | None = None
+
+
+class Recommendations(BaseModel):
+    user_id: str | None
+    model_version: str
+    fallback: str | None = Field(
+        description="null when the model ranked for this user itself; else history, basket, "
+        "popularity, preferences, keywords or co-occurrence."
+    )
+    note: str | None = None
+    request_id: str
+    items: list[RecommendedItem]
+
+
+class SimilarItems(BaseModel):
+    item_id: str
+    model_version: str
+    fallback: str | None
+    request_id: str
+    items: list[RecommendedItem]
+
+
+# -- feedback ------------------------------------------------------------------------------
+class EventIn(Body):
+    user_id: Id
+    item_id: Id
+    type: str = Field("view", min_length=1, max_length=64, description="Event type.")
+    value: float = Field(1.0, ge=0, allow_inf_nan=False, description="Strength (>= 0).")
+    time: float | datetime | None = Field(
+        None,
+        description="When it happened: unix seconds (milliseconds are recognised) or ISO "
+        "8601; the time of receipt when left out.",
+    )
+    event_id: Id | None = Field(None, description="Client id: a replay is not counted twice.")
+
+    def occurred_at(self, now: float) -> float:
+        if self.time is None:
+            return now
+        if isinstance(self.time, datetime):
+            moment = self.time if self.time.tzinfo else self.time.replace(tzinfo=UTC)
+            return moment.timestamp()
+        seconds = float(self.time)
+        return seconds / 1000.0 if seconds > MILLISECONDS else seconds
+
+
+class EventBatch(Body):
+    events: list[EventIn] = Field(min_length=1)
+
+
+class EventsAccepted(BaseModel):
+    received: int
+    stored: int
+    duplicates: int
+    applied: int = Field(description="Events folded into the served model(s) at once.")
+
+
+# -- catalogue and users -------------------------------------------------------------------
+class ItemIn(Body):
+    item_id: Id
+    features: dict[str, Any] = Field(default_factory=dict)
+    hidden: bool | None = Field(None, description="Hide (true) or show (false); keep if null.")
+
+
+class ItemBatch(Body):
+    items: list[ItemIn] = Field(min_length=1)
+
+
+class UserIn(Body):
+    user_id: Id
+    features: dict[str, Any] = Field(default_factory=dict)
+
+
+class UserBatch(Body):
+    users: list[UserIn] = Field(min_length=1)
+
+
+class Upserted(BaseModel):
+    inserted: int
+    updated: int
+
+
+class ItemOut(BaseModel):
+    item_id: str
+    status: Literal["active", "hidden", "deleted"]
+    features: dict[str, Any]
+
+
+class UserOut(BaseModel):
+    user_id: str
+    features: dict[str, Any]
+
+
+# -- training and versions -----------------------------------------------------------------
+class TrainRequest(Body):
+    algorithm: str | None = Field(None, description="Registry name; the server's model if null.")
+    params: dict[str, Any] | None = Field(None, description="Hyperparameters.")
+    activate: Literal["auto", "never"] = Field(
+        "auto", description="auto: activate when the quality gate passes; never: keep only."
+    )
+
+
+class JobOut(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    job_id: str
+    status: str
+    trigger: str
+    algorithm: str
+    params: dict[str, Any]
+    version: str | None = None
+    activated: bool = False
+    reason: str | None = None
+    error: str | None = None
+    metrics: dict[str, float] | None = None
+    events_watermark: int | None = None
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+
+
+class JobStarted(BaseModel):
+    job_id: str
+    status_url: str
+
+
+class VersionOut(BaseModel):
+    version: str
+    algorithm: str
+    params: dict[str, Any]
+    created_at: str
+    data_fingerprint: str | None
+    events_watermark: int
+    metrics: dict[str, float]
+    baseline_metrics: dict[str, float] | None = None
+    status: str
+    reason: str | None
+    active: bool
+    split_share: float | None = Field(None, description="Share of users in an A/B split.")
+
+
+class PointerOut(BaseModel):
+    active: str | None
+    history: list[str]
+    split: dict[str, Any] | None
+
+
+class SplitRequest(Body):
+    version: str = Field(max_length=128)
+    share: float = Field(ge=0.0, le=1.0)
+
+
+class OnlineMetric(BaseModel):
+    model_version: str
+    requests: int
+    impressions: int
+    followed: int
+    follow_rate: float
+
+
+class OnlineMetrics(BaseModel):
+    since: float
+    window_s: float
+    versions: list[OnlineMetric]
+
+
+class Health(BaseModel):
+    status: str
+    model_version: str | None = None

@@ -1,0 +1,236 @@
+"""Everything one app instance holds: settings, database, registry, models, jobs, metrics.
+
+Built by :func:`rekko.service.app.create_app` (never at import time). Blocking work (database,
+loading models) runs in worker threads; :meth:`ServiceState.sync` is what the background loop
+calls every ``sync_interval_s``: it follows the active-version pointer, folds new events into
+the served models, refreshes the catalogue, writes buffered impressions and starts scheduled
+retraining.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from sqlalchemy import Engine
+
+from rekko.service.metrics import ServiceMetrics
+from rekko.service.serving import Catalogue, ModelPool, ServedModel, bucket
+from rekko.service.settings import ServeSettings
+from rekko.service.training import JobRunner, TrainingBusyError, TrainingRequest, load_demo_data
+from rekko.store import repository as repo
+from rekko.store.db import create_db_engine, upgrade_database
+from rekko.store.registry import ModelRegistry
+
+logger = logging.getLogger(__name__)
+
+#: Impressions buffered in memory at most (older ones are dropped if the database lags).
+MAX_BUFFERED_IMPRESSIONS = 1_000_000
+
+
+class ImpressionLog:
+    """Impressions wait here and are written in batches by the sync loop."""
+
+    def __init__(self) -> None:
+        self._buffer: deque[repo.Impression] = deque(maxlen=MAX_BUFFERED_IMPRESSIONS)
+
+    def add(self, user_id: str, version: str, item_ids: list[str], request_id: str) -> None:
+        now = time.time()
+        self._buffer.extend(
+            repo.Impression(request_id, user_id, item_id, rank, version, now)
+            for rank, item_id in enumerate(item_ids, start=1)
+        )
+
+    def drain(self, limit: int = 100_000) -> list[repo.Impression]:
+        out: list[repo.Impression] = []
+        while self._buffer and len(out) < limit:
+            out.append(self._buffer.popleft())
+        return out
+
+    def __len__(self) -> int:
+        return len(self._buffer)
+
+
+class ServiceState:
+    """The live parts of one app instance."""
+
+    def __init__(self, settings: ServeSettings) -> None:
+        self.settings = settings
+        self.engine: Engine = create_db_engine(
+            settings.database_url, sqlite_synchronous=settings.sqlite_synchronous
+        )
+        self.registry = ModelRegistry(settings.model_dir)
+        self.metrics = ServiceMetrics()
+        self.weights = settings.weights()
+        self.pool = ModelPool(self.registry, self.weights, on_swap=self.metrics.set_active)
+        self.catalogue = Catalogue()
+        self.impressions = ImpressionLog()
+        self.jobs = JobRunner(
+            self.engine,
+            self.registry,
+            self._training_request,
+            executor=settings.training_executor,
+            timeout_s=settings.training_timeout_s,
+            on_activated=self._version_activated,
+            on_finished=self._job_finished,
+        )
+        self.worker_id = secrets.token_hex(4)
+        self._sync_lock = threading.Lock()
+        self.started_at = time.time()
+
+    # -- start and stop --------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Migrate the schema; on an empty database load the demo and train; load models."""
+        prepare_database(self.settings, self.engine, self.registry, self.jobs)
+        self.catalogue.refresh(self.engine)
+        self.pool.refresh(self.engine, force=True)
+
+    def close(self) -> None:
+        self.flush_impressions()
+        self.jobs.shutdown()
+        self.engine.dispose()
+
+    # -- training --------------------------------------------------------------------------
+    def _training_request(
+        self, job_id: str, algorithm: str, params: dict[str, Any]
+    ) -> TrainingRequest:
+        settings = self.settings
+        return TrainingRequest(
+            job_id=job_id,
+            database_url=settings.database_url,
+            model_dir=str(settings.model_dir),
+            algorithm=algorithm,
+            params=params,
+            event_weights=settings.event_weights,
+            item_feature_kinds=dict(settings.item_feature_kinds),
+            holdout_fraction=settings.holdout_fraction,
+            gate_metric=settings.gate_metric,
+            gate_tolerance=settings.gate_tolerance,
+            sqlite_synchronous=settings.sqlite_synchronous,
+        )
+
+    def _version_activated(self, version: str) -> None:
+        self.pool.refresh(self.engine)
+
+    def _job_finished(self, job_id: str, succeeded: bool, activated: bool) -> None:
+        self.metrics.training_jobs.labels(
+            "succeeded" if succeeded else "failed", str(activated).lower()
+        ).inc()
+
+    def maybe_retrain(self) -> str | None:
+        """Start a scheduled or event-triggered job when one is due; returns its id."""
+        settings = self.settings
+        if settings.retrain_interval_s is None and settings.retrain_after_events is None:
+            return None
+        if self.jobs.busy:
+            return None
+        last = repo.last_finished_job(self.engine)
+        now = time.time()
+        if last is not None and now - float(last["finished_at"]) < settings.retrain_cooldown_s:
+            return None
+        trigger = None
+        active = self.pool.active
+        if settings.retrain_after_events is not None:
+            watermark = active.info.events_watermark if active is not None else 0
+            if repo.count_events_after(self.engine, watermark) >= settings.retrain_after_events:
+                trigger = "events"
+        if trigger is None and settings.retrain_interval_s is not None:
+            since = float(last["finished_at"]) if last is not None else self.started_at
+            if now - since >= settings.retrain_interval_s:
+                trigger = "schedule"
+        if trigger is None:
+            return None
+        try:
+            return self.jobs.start(trigger, settings.model, settings.model_params)
+        except TrainingBusyError:
+            return None
+
+    # -- the sync loop ---------------------------------------------------------------------
+    def sync_events(self, *, serving_only: bool = False) -> int:
+        """Fold stored events into the loaded models (only those serving traffic now, the
+        active version and an A/B arm, with ``serving_only``); returns the number applied
+        to the active version."""
+        applied = 0
+        active = self.pool.active
+        models = self.pool.serving() if serving_only else self.pool.loaded()
+        for served in models:
+            count = served.sync(self.engine)
+            if count:
+                self.metrics.events_applied.labels(served.version).inc(count)
+            if served is active:
+                applied = count
+        return applied
+
+    def flush_impressions(self) -> int:
+        batch = self.impressions.drain()
+        if batch:
+            try:
+                repo.add_impressions(self.engine, batch)
+                self.metrics.impressions_logged.inc(len(batch))
+            except Exception:
+                logger.exception("could not write %d impressions", len(batch))
+                return 0
+        return len(batch)
+
+    def sync(self) -> None:
+        """One round of background upkeep (blocking; run it in a thread)."""
+        with self._sync_lock:
+            for step in (
+                lambda: self.pool.refresh(self.engine),
+                self.sync_events,
+                lambda: self.catalogue.refresh(self.engine),
+                self.flush_impressions,
+                self.maybe_retrain,
+            ):
+                try:
+                    step()
+                except Exception:
+                    logger.exception("background sync step failed")
+
+    def served(self, user_id: str | None) -> ServedModel | None:
+        return self.pool.choose(user_id)
+
+    def logs_impressions_of(self, user_id: str) -> bool:
+        """Whether this user's impressions are recorded (all or none of a user's, so that
+        follow-ups are measured on whole users)."""
+        settings = self.settings
+        if not settings.log_impressions or settings.impression_sample_rate <= 0:
+            return False
+        rate = settings.impression_sample_rate
+        return rate >= 1.0 or bucket(user_id, "impressions") < rate
+
+
+def prepare_database(
+    settings: ServeSettings, engine: Engine, registry: ModelRegistry, jobs: JobRunner
+) -> None:
+    """Bring the schema up to date and make sure a model is active when data allows.
+
+    On an empty database with ``bootstrap_demo``, the demo shop is loaded first. Training
+    happens here (synchronously) only when no version is active yet and events exist; when
+    another process is already doing it, this returns and the sync loop picks up its result.
+    """
+    upgrade_database(engine)
+    repo.fail_stale_jobs(engine, older_than=time.time() - settings.training_timeout_s - 60)
+    if registry.active is not None:
+        return
+    if repo.is_empty(engine) and settings.bootstrap_demo:
+        if not repo.try_acquire_lease(engine, "bootstrap", jobs.holder, 600):
+            logger.info("another process is loading the demo data")
+            return
+        try:
+            if repo.is_empty(engine):
+                count = load_demo_data(engine, settings.demo_users, settings.demo_items)
+                logger.info("empty database: loaded the demo shop (%d events)", count)
+        finally:
+            repo.release_lease(engine, "bootstrap", jobs.holder)
+    if repo.last_event_id(engine) == 0:
+        logger.warning("no events stored and no model active: /ready stays 503 until trained")
+        return
+    try:
+        jobs.run_now("bootstrap", settings.model, settings.model_params)
+    except TrainingBusyError:
+        logger.info("another process is training the first model")
