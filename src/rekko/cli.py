@@ -593,6 +593,24 @@ def serve(
     run_service(settings)
 
 
+@app.command("export")
+def export_command(
+    model: Annotated[Path, typer.Option("--model", "-m", help="A trained model folder.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write.")],
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="savedmodel (TensorFlow) or tflite (LiteRT).")
+    ] = "savedmodel",
+) -> None:
+    """Export a neural model as a TensorFlow SavedModel or TFLite files, with a manifest."""
+    from rekko.export import export_model
+
+    if fmt not in ("savedmodel", "tflite"):
+        raise DataError(f"--format must be savedmodel or tflite, got {fmt!r}")
+    with console.status(f"Exporting {model} as {fmt}..."):
+        path = export_model(model, fmt, output)  # type: ignore[arg-type]
+    console.print(f"Exported to {path} (see manifest.json)")
+
+
 @app.command("models")
 def list_models() -> None:
     """List the registered models with their abilities and parameters."""

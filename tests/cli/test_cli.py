@@ -183,3 +183,12 @@ def test_explore_and_evaluation_reports_are_written(tmp_path: Path) -> None:
     table = pd.read_csv(tmp_path / "table.csv")
     assert table["model"].tolist() == ["popularity", "random"]
     assert "popularity" in report.read_text()
+
+
+def test_train_and_export_a_two_tower_model(tmp_path: Path) -> None:
+    ok("train", "--dataset", "demo", "-m", "two-tower", "-o", str(tmp_path / "tt"))
+    ok("export", "-m", str(tmp_path / "tt"), "-f", "savedmodel", "-o", str(tmp_path / "sm"))
+    assert (tmp_path / "sm" / "saved_model.pb").is_file()
+    assert (tmp_path / "sm" / "manifest.json").is_file()
+    result = rekko("export", "-m", str(tmp_path / "tt"), "-f", "onnx", "-o", str(tmp_path / "x"))
+    assert result.returncode == 1 and "savedmodel or tflite" in result.stderr

@@ -1,0 +1,335 @@
+"""SavedModel exports that answer with TensorFlow alone (no rekko, no custom Python).
+
+Retrieval (models with user/item embeddings: two-tower, multitask, neural-mf). The SavedModel
+holds the id tables, every known user's vector, the item vectors and each user's training
+items, and brute-force top-K:
+
+* ``serving_default(user_ids)`` -> the top :data:`DEFAULT_K` items, training items excluded;
+* ``recommend(user_ids, k, exclude, exclude_seen)`` -> the top ``k`` items, leaving out
+  ``exclude`` (item ids, for every user of the batch) and, when ``exclude_seen``, each user's
+  training items.
+
+Each returns ``item_ids`` (string, batch x k), ``scores`` (float32, batch x k) and ``known``
+(bool per user). Seen items are baked in, so the answers equal ``model.recommend(users, k)``
+of the model as it was exported (events added later with ``add_interactions`` are not in the
+export: re-export, or pass them in ``exclude``). A user the model does not know gets the
+model's fallback vector (two-tower: the user tower with no id, features or history;
+neural-mf: the unknown-id embedding) and ``known`` false. Where fewer than ``k`` items qualify,
+the remaining slots hold an empty id and a score of ``-inf``.
+
+Ranking (pointwise models: ranking, neural-mlp, neural-mf): ``serving_default(user_ids,
+item_ids)`` -> ``scores`` per pair, equal to ``model.score``; unknown users or items use the
+unknown-id embedding and no features.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+
+from rekko.errors import ModelError
+from rekko.export._common import (
+    EmbeddingModel,
+    PairModel,
+    external_strings,
+    not_exportable,
+    prepare_folder,
+    write_ids,
+    write_manifest,
+)
+from rekko.models._tf import tf_modules
+from rekko.models.base import Recommender
+
+#: ``k`` of the ``serving_default`` signature of retrieval exports.
+DEFAULT_K = 10
+
+
+def export_savedmodel(model: Recommender, directory: str | Path) -> Path:
+    """Write ``model`` as a SavedModel (plus ``manifest.json``) into ``directory``.
+
+    Models with embeddings export the retrieval SavedModel described in the module doc; other
+    pair-scoring models (``ranking``, ``neural-mlp``) the ranking SavedModel. Returns the
+    folder. An existing export in ``directory`` is replaced.
+    """
+    model._fitted()
+    if isinstance(model, EmbeddingModel):
+        return _export_retrieval(model, directory)
+    if isinstance(model, PairModel):
+        return export_ranking_savedmodel(model, directory)
+    raise not_exportable(model, "a SavedModel")
+
+
+def _export_retrieval(model: Recommender, directory: str | Path) -> Path:
+    tf, _ = tf_modules(model.name)
+    assert isinstance(model, EmbeddingModel)
+    user_map, item_map, seen = model._fitted()
+    user_vectors, item_vectors, fallback = model.export_embeddings()
+    seen = sp.csr_matrix(seen)
+    seen.sort_indices()
+    module = _retrieval_module(
+        tf,
+        external_strings(user_map.external_ids),
+        np.asarray(user_vectors, dtype=np.float32),
+        np.asarray(fallback, dtype=np.float32),
+        external_strings(item_map.external_ids),
+        np.asarray(item_vectors, dtype=np.float32),
+        seen,
+    )
+    folder = prepare_folder(directory)
+    tf.saved_model.save(
+        module,
+        str(folder),
+        signatures={"serving_default": module.serve, "recommend": module.recommend},
+    )
+    files = write_ids(folder, model)
+    write_manifest(
+        folder,
+        model,
+        "savedmodel-retrieval",
+        {
+            "load": "tf.saved_model.load(folder).signatures['serving_default']"
+            "(user_ids=tf.constant(['42']))",
+            "vocabulary_sizes": {"users": len(user_map), "items": len(item_map)},
+            "embedding_dim": int(item_vectors.shape[1]),
+            "default_k": DEFAULT_K,
+            "exclusion": (
+                "each user's training items are baked in and excluded when exclude_seen is "
+                "true (serving_default: always); 'exclude' removes items for every user"
+            ),
+            "unknown_users": "scored with the model's fallback vector; 'known' is false",
+            "signatures": {
+                "serving_default": {
+                    "inputs": {"user_ids": "string [batch]"},
+                    "outputs": _retrieval_outputs(),
+                },
+                "recommend": {
+                    "inputs": {
+                        "user_ids": "string [batch]",
+                        "k": "int32 scalar",
+                        "exclude": "string [n] item ids left out for every user (may be empty)",
+                        "exclude_seen": "bool scalar",
+                    },
+                    "outputs": _retrieval_outputs(),
+                },
+            },
+            "files": files,
+        },
+    )
+    return folder
+
+
+def _retrieval_outputs() -> dict[str, str]:
+    return {
+        "item_ids": "string [batch, k], best first ('' where fewer than k items qualify)",
+        "scores": "float32 [batch, k] (-inf where fewer than k items qualify)",
+        "known": "bool [batch]: false for users the model does not know",
+    }
+
+
+def _retrieval_module(
+    tf: Any,
+    user_ids: list[str],
+    user_vectors: npt.NDArray[np.float32],
+    fallback: npt.NDArray[np.float32],
+    item_ids: list[str],
+    item_vectors: npt.NDArray[np.float32],
+    seen: sp.csr_matrix,
+) -> Any:
+    n_items = len(item_ids)
+
+    module_base: Any = tf.Module
+
+    class Retrieval(module_base):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__(name="rekko_retrieval")
+            self.user_table = _table(tf, user_ids)
+            self.item_table = _table(tf, item_ids)
+            self.user_vectors = tf.Variable(user_vectors, trainable=False, name="user_vectors")
+            self.fallback = tf.Variable(fallback, trainable=False, name="fallback_vector")
+            self.item_vectors = tf.Variable(item_vectors, trainable=False, name="item_vectors")
+            self.item_ids = tf.Variable(
+                tf.constant(item_ids, dtype=tf.string), trainable=False, name="item_ids"
+            )
+            self.seen_splits = tf.Variable(
+                seen.indptr.astype(np.int64), trainable=False, name="seen_row_splits"
+            )
+            self.seen_items = tf.Variable(
+                seen.indices.astype(np.int64), trainable=False, name="seen_items"
+            )
+
+        def _recommend(self, user_ids: Any, k: Any, exclude: Any, exclude_seen: Any) -> Any:
+            index = self.user_table.lookup(user_ids)
+            known = index >= 0
+            safe = tf.maximum(index, 0)
+            vectors = tf.where(
+                known[:, None], tf.gather(self.user_vectors, safe), self.fallback[None, :]
+            )
+            scores = tf.matmul(vectors, self.item_vectors, transpose_b=True)
+            negative = tf.constant(-np.inf, tf.float32)
+            seen_rows = tf.gather(
+                tf.RaggedTensor.from_row_splits(self.seen_items, self.seen_splits), safe
+            )
+            row_ids = seen_rows.value_rowids()
+            keep = tf.logical_and(tf.gather(known, row_ids), exclude_seen)
+            positions = tf.stack(
+                [tf.boolean_mask(row_ids, keep), tf.boolean_mask(seen_rows.values, keep)], axis=1
+            )
+            scores = tf.tensor_scatter_nd_update(
+                scores, positions, tf.fill(tf.shape(positions)[:1], negative)
+            )
+            excluded = self.item_table.lookup(exclude)
+            excluded = tf.boolean_mask(excluded, excluded >= 0)
+            column_hits = tf.scatter_nd(
+                excluded[:, None], tf.ones_like(excluded, dtype=tf.int32), [n_items]
+            )
+            scores = tf.where(column_hits[None, :] > 0, negative, scores)
+            best = tf.math.top_k(scores, k=tf.minimum(k, n_items))
+            ids = tf.gather(self.item_ids, best.indices)
+            ids = tf.where(best.values > negative, ids, tf.constant("", tf.string))
+            return {"item_ids": ids, "scores": best.values, "known": known}
+
+        def _serve(self, user_ids: Any) -> Any:
+            return self.recommend(
+                user_ids,
+                tf.constant(DEFAULT_K, tf.int32),
+                tf.constant([], tf.string),
+                tf.constant(True),
+            )
+
+        # tf.function is untyped, so it wraps the methods here rather than as a decorator.
+        recommend = tf.function(
+            _recommend,
+            input_signature=[
+                tf.TensorSpec([None], tf.string, name="user_ids"),
+                tf.TensorSpec([], tf.int32, name="k"),
+                tf.TensorSpec([None], tf.string, name="exclude"),
+                tf.TensorSpec([], tf.bool, name="exclude_seen"),
+            ],
+        )
+        serve = tf.function(
+            _serve, input_signature=[tf.TensorSpec([None], tf.string, name="user_ids")]
+        )
+
+    return Retrieval()
+
+
+def _table(tf: Any, keys: list[str]) -> Any:
+    return tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(
+            tf.constant(keys, dtype=tf.string), tf.range(len(keys), dtype=tf.int64)
+        ),
+        default_value=-1,
+    )
+
+
+def export_ranking_savedmodel(model: Recommender, directory: str | Path) -> Path:
+    """The pair-scoring network as a SavedModel: ``serving_default(user_ids, item_ids)``.
+
+    Returns ``scores`` (float32 per pair) equal to ``model.score``: a predicted rating for a
+    model trained on ratings, else a probability (``ranking``) or a logit (``neural-mlp``,
+    ``neural-mf``).
+    """
+    if not isinstance(model, PairModel):
+        raise not_exportable(model, "a ranking SavedModel")
+    tf, _ = tf_modules(model.name)
+    user_map, item_map, _ = model._fitted()
+    network, _, described = model.pair_model()
+    tables = _pair_tables(model)
+    offset = float(getattr(model, "offset_", 0.0))
+    explicit = bool(getattr(model, "explicit_", False))
+    probability = bool(getattr(model, "scores_probabilities", False)) and not explicit
+    user_keys = external_strings(user_map.external_ids)
+    item_keys = external_strings(item_map.external_ids)
+
+    module_base: Any = tf.Module
+
+    class Ranking(module_base):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__(name="rekko_ranking")
+            self.network = network
+            self.user_table = _table(tf, user_keys)
+            self.item_table = _table(tf, item_keys)
+            self.codes = {
+                name: tf.Variable(array, trainable=False, name=name)
+                for name, array in tables.items()
+            }
+
+        def _serve(self, user_ids: Any, item_ids: Any) -> Any:
+            users = self.user_table.lookup(user_ids)
+            items = self.item_table.lookup(item_ids)
+            inputs: dict[str, Any] = {}
+            for side, index in (("user", users), ("item", items)):
+                known = index >= 0
+                safe = tf.maximum(index, 0)
+                trained = tf.gather(self.codes[f"{side}_trained"], safe)
+                inputs[f"{side}_id"] = tf.where(
+                    tf.logical_and(known, trained), tf.cast(safe + 1, tf.int32), 0
+                )
+                for name, variable in self.codes.items():
+                    if name.startswith(f"{side}_") and name not in (f"{side}_trained",):
+                        rows = tf.gather(variable, safe)
+                        mask = tf.reshape(known, [-1] + [1] * (len(variable.shape) - 1))
+                        inputs[name] = tf.where(mask, rows, tf.zeros_like(rows))
+            raw = self.network(inputs, training=False)
+            if probability:
+                scores = tf.sigmoid(raw)
+            else:
+                scores = raw + tf.constant(offset if explicit else 0.0, tf.float32)
+            return {"scores": scores}
+
+        serve = tf.function(
+            _serve,
+            input_signature=[
+                tf.TensorSpec([None], tf.string, name="user_ids"),
+                tf.TensorSpec([None], tf.string, name="item_ids"),
+            ],
+        )
+
+    module = Ranking()
+    folder = prepare_folder(directory)
+    tf.saved_model.save(module, str(folder), signatures={"serving_default": module.serve})
+    files = write_ids(folder, model)
+    write_manifest(
+        folder,
+        model,
+        "savedmodel-ranking",
+        {
+            "load": "tf.saved_model.load(folder).signatures['serving_default']"
+            "(user_ids=tf.constant(['42']), item_ids=tf.constant(['7']))",
+            "vocabulary_sizes": {
+                "users": len(user_map),
+                "items": len(item_map),
+                **{
+                    name: spec["vocabulary_size"]
+                    for name, spec in described.items()
+                    if "vocabulary_size" in spec
+                },
+            },
+            "score": "rating" if explicit else ("probability" if probability else "logit"),
+            "signatures": {
+                "serving_default": {
+                    "inputs": {"user_ids": "string [batch]", "item_ids": "string [batch]"},
+                    "outputs": {"scores": "float32 [batch], one per (user, item) pair"},
+                }
+            },
+            "files": files,
+        },
+    )
+    return folder
+
+
+def _pair_tables(model: Recommender) -> dict[str, npt.NDArray[Any]]:
+    """Per-user and per-item encoded features plus 'trained' flags, for in-graph lookups."""
+    tables: dict[str, npt.NDArray[Any]] = {}
+    for side in ("user", "item"):
+        codes = getattr(model, f"{side}_codes_", None)
+        trained = getattr(model, f"{side}_trained_", None)
+        if codes is None or trained is None:
+            raise ModelError(f"model '{model.name}' lacks the {side} tables needed for export")
+        tables.update({name: np.asarray(array) for name, array in codes.items()})
+        tables[f"{side}_trained"] = np.asarray(trained, dtype=bool)
+    return tables
