@@ -31,7 +31,8 @@ def main() -> None:
             "# Baselines on MovieLens-100K",
             "",
             f"{header()}; data loaded in {load_s:.2f} s.",
-            "Per-user random 80/20 split, seed 42, full-catalogue ranking, training items excluded.",
+            "Per-user random 80/20 split, seed 42, full-catalogue ranking, "
+            "training items excluded.",
             "",
             markdown_table(table[columns]),
             "",
