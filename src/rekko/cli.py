@@ -633,7 +633,7 @@ def list_models() -> None:
 
 @app.command()
 def demo(
-    model: Annotated[str, typer.Option("--model", "-m", help="Model to train.")] = "popularity",
+    model: Annotated[str, typer.Option("--model", "-m", help="Model to train.")] = "ease",
     output: Annotated[Path, typer.Option("--output", "-o", help="Model folder.")] = Path(
         "models/demo"
     ),
