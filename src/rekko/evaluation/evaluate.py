@@ -25,6 +25,7 @@ import scipy.sparse as sp
 
 from rekko.data.dataset import Dataset
 from rekko.data.splits import RandomSplit, Split
+from rekko.errors import DataError
 from rekko.evaluation import metrics as m
 from rekko.models.base import Recommender
 
@@ -212,10 +213,14 @@ def evaluate_recommendations(
     ):
         missing = [column for column in needed if column not in frame.columns]
         if missing:
-            raise ValueError(f"{name} lacks column(s) {missing}")
+            raise DataError(f"{name} lacks column(s) {missing}")
+    ranks = pd.to_numeric(recommendations["rank"], errors="coerce")
+    if ranks.isna().any():
+        raise DataError("recommendations: column 'rank' must hold numbers (1 is best)")
     recs = recommendations.assign(
         user_id=recommendations["user_id"].astype(str),
         item_id=recommendations["item_id"].astype(str),
+        rank=ranks,
     )
     truth = truth.assign(user_id=truth["user_id"].astype(str), item_id=truth["item_id"].astype(str))
     users = pd.Index(truth["user_id"].unique())
