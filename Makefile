@@ -8,7 +8,9 @@ BIN := $(VENV)/bin
 REKKO_DATASETS ?= $(abspath ../shared/datasets)
 export REKKO_DATASETS
 
-.PHONY: setup run test lint format typecheck unit lock clean
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup browser run test lint format typecheck unit lock clean
 
 setup: $(VENV)/.installed
 
@@ -17,6 +19,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,tf]"
 	touch $@
+
+# Debian's Chromium for the dashboard's browser tests (Playwright drives it; no browser download).
+browser:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
+		$(SUDO) apt-get install -y -qq --no-install-recommends chromium; }
 
 run: setup
 	$(BIN)/rekko demo
@@ -33,7 +40,7 @@ format: setup
 typecheck: setup
 	$(BIN)/mypy
 
-unit: setup
+unit: setup browser
 	$(BIN)/python -m pytest
 
 test: lint typecheck unit

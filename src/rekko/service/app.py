@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from rekko import __version__
+from rekko.service.dashboard import install_dashboard
 from rekko.service.errors import install_error_handlers
 from rekko.service.metrics import ASGIApp, Message, MetricsMiddleware, Receive, Scope, Send
 from rekko.service.routes import catalogue, feedback, models, recommend, system
@@ -164,6 +165,7 @@ def create_app(settings: ServeSettings | None = None, *, freeze_gc: bool = False
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     for module in (system, recommend, feedback, catalogue, models):
         app.include_router(module.router)
+    install_dashboard(app)
     return app
 
 

@@ -1,0 +1,479 @@
+"""The dashboard pages: overview, user, item and "Try it", rendered on the server.
+
+Every page reads at most one page of rows (users, items, events) from the database or the
+in-memory catalogue, so it stays fast on a catalogue of 100,000 items.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import Integer, cast, func, select
+from starlette.concurrency import run_in_threadpool
+
+from rekko.constraints import Constraint, parse_constraints
+from rekko.errors import DataError, ModelError, UnknownIdError
+from rekko.service.auth import _presented, authorize
+from rekko.service.dashboard.html import (
+    card,
+    item_link,
+    link,
+    number,
+    page,
+    table,
+    text,
+    user_link,
+)
+from rekko.service.serving import Ranked, ServedModel
+from rekko.service.state import ServiceState
+from rekko.store import repository as repo
+from rekko.store.schema import events, items, users
+
+KEY_COOKIE = "rekko_dashboard_key"
+PAGE_SIZE = 25
+TOP_K = 10
+HISTORY_SHOWN = 20
+FIELDS_SHOWN = ("title", "category", "tags", "price")
+
+
+async def require_read_key(request: Request) -> None:
+    """The read key from ``X-API-Key``, a ``key`` query parameter or the dashboard cookie."""
+    presented = (
+        _presented(request) or request.query_params.get("key") or request.cookies.get(KEY_COOKIE)
+    )
+    authorize(request.app.state.service.settings, "read", presented)
+
+
+router = APIRouter(
+    prefix="/dashboard", include_in_schema=False, dependencies=[Depends(require_read_key)]
+)
+
+
+def _state(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.service
+    return state
+
+
+def _html(request: Request, content: str) -> Response:
+    """An HTML response; a key given as ``?key=`` is kept in a cookie for the next pages."""
+    response = HTMLResponse(content)
+    key = request.query_params.get("key")
+    if key:
+        response.set_cookie(KEY_COOKIE, key, httponly=True, samesite="strict")
+    return response
+
+
+def _title(state: ServiceState, item_id: str) -> str:
+    title = state.catalogue.features.get(item_id, {}).get("title")
+    return str(title) if title is not None else ""
+
+
+def _item_rows(state: ServiceState, ranked: Ranked, reasons: dict[str, str]) -> list[list[str]]:
+    return [
+        [
+            str(rank),
+            item_link(item_id),
+            text(_title(state, item_id))
+            + (f'<div class="reason">{text(reasons[item_id])}</div>' if item_id in reasons else ""),
+            f"{score:.3f}",
+        ]
+        for rank, (item_id, score) in enumerate(
+            zip(ranked.item_ids, ranked.scores, strict=True), start=1
+        )
+    ]
+
+
+# -- overview ------------------------------------------------------------------------------
+def _overview_data(state: ServiceState, offset: int) -> dict[str, Any]:
+    now = time.time()
+    minute = cast(events.c.received_at / 60, Integer)
+    with state.engine.connect() as connection:
+        n_users = connection.execute(select(func.count()).select_from(users)).scalar_one()
+        n_items = connection.execute(
+            select(func.count()).select_from(items).where(items.c.status != "deleted")
+        ).scalar_one()
+        n_events = connection.execute(select(func.count()).select_from(events)).scalar_one()
+        per_minute = dict(
+            connection.execute(
+                select(minute, func.count())
+                .where(events.c.received_at >= now - 3600)
+                .group_by(minute)
+            ).all()
+        )
+        item_page = connection.execute(
+            select(items.c.item_id, items.c.features)
+            .where(items.c.status == "active")
+            .order_by(items.c.item_id)
+            .limit(PAGE_SIZE + 1)
+            .offset(offset)
+        ).all()
+    state.flush_impressions()
+    online = repo.online_metrics(
+        state.engine,
+        since=now - 7 * 86_400,
+        window_s=state.settings.followup_window_s,
+        positive_events=state.settings.positive_events,
+    )
+    return {
+        "users": n_users,
+        "items": n_items,
+        "events": n_events,
+        "per_minute": per_minute,
+        "now_minute": int(now // 60),
+        "item_page": item_page,
+        "online": online,
+        "versions": state.registry.list(),
+        "active": state.registry.active,
+    }
+
+
+@router.get("", response_class=HTMLResponse)
+async def overview(
+    request: Request, offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0
+) -> Response:
+    state = _state(request)
+    data = await run_in_threadpool(_overview_data, state, offset)
+    stats = "".join(
+        f'<div class="stat">{label}<b data-stat="{label.lower()}">{number(value)}</b></div>'
+        for label, value in (
+            ("Users", data["users"]),
+            ("Items", data["items"]),
+            ("Events", data["events"]),
+        )
+    )
+    active = data["active"] or "none"
+    stats += f'<div class="stat">Active model<b id="active-version">{text(active)}</b></div>'
+    metric_names = sorted({name for info in data["versions"] for name in info.metrics})
+    offline = table(
+        ["version", "algorithm", "status", *metric_names],
+        (
+            [
+                text(info.version) + (" ★" if info.version == data["active"] else ""),
+                text(info.algorithm),
+                text(info.status),
+                *(
+                    number(info.metrics[name]) if name in info.metrics else "-"
+                    for name in metric_names
+                ),
+            ]
+            for info in reversed(data["versions"][-20:])
+        ),
+        css_id="offline-metrics",
+    )
+    online = table(
+        ["version", "requests", "items shown", "followed", "follow rate"],
+        (
+            [
+                text(row["model_version"]),
+                number(row["requests"]),
+                number(row["impressions"]),
+                number(row["followed"]),
+                f"{row['follow_rate']:.2%}",
+            ]
+            for row in data["online"]
+        ),
+        css_id="online-metrics",
+    )
+    counts = [data["per_minute"].get(data["now_minute"] - back, 0) for back in range(59, -1, -1)]
+    tallest = max(counts) or 1
+    bars = "".join(
+        f'<span style="height:{100 * count / tallest:.0f}%" title="{count}"></span>'
+        for count in counts
+    )
+    rate = (
+        f'<p id="events-rate">{number(counts[-1])} events in the current minute, '
+        f"{number(sum(counts))} in the last hour.</p>"
+    )
+    page_rows = data["item_page"][:PAGE_SIZE]
+    catalogue = table(
+        ["item", "title", "category"],
+        (
+            [
+                item_link(row.item_id),
+                text(row.features.get("title", "")),
+                text(row.features.get("category", "")),
+            ]
+            for row in page_rows
+        ),
+        css_id="items",
+    )
+    pager = []
+    if offset > 0:
+        pager.append(link(f"/dashboard?offset={max(0, offset - PAGE_SIZE)}", "← previous"))
+    if len(data["item_page"]) > PAGE_SIZE:
+        pager.append(link(f"/dashboard?offset={offset + PAGE_SIZE}", "next →"))
+    body = (
+        f'<div class="stats">{stats}</div><div class="grid" style="margin-top:1rem">'
+        + card("Offline metrics by version", offline, wide=True)
+        + card("Online metrics by version (last 7 days)", online)
+        + card("Events per minute (last hour)", f'<div class="bars">{bars}</div>{rate}')
+        + card("Catalogue", catalogue + f'<div class="pager">{"".join(pager)}</div>', wide=True)
+        + "</div>"
+    )
+    return _html(request, page("Overview", body))
+
+
+# -- users ---------------------------------------------------------------------------------
+def _find_users(state: ServiceState, query: str) -> list[str]:
+    pattern = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    statement = (
+        select(users.c.user_id)
+        .where(users.c.user_id.like(pattern, escape="\\"))
+        .order_by(users.c.user_id)
+        .limit(PAGE_SIZE)
+    )
+    with state.engine.connect() as connection:
+        found = [row.user_id for row in connection.execute(statement)]
+        if not found:
+            statement = select(events.c.user_id).where(events.c.user_id == query).limit(1)
+            found = [row.user_id for row in connection.execute(statement)]
+    return found
+
+
+@router.get("/users", response_class=HTMLResponse)
+async def user_search(request: Request, q: Annotated[str, Query(max_length=256)] = "") -> Response:
+    state = _state(request)
+    query = q.strip()
+    found = await run_in_threadpool(_find_users, state, query) if query else []
+    if query in found:
+        return RedirectResponse(f"/dashboard/users/{quote(query, safe='')}", status_code=303)
+    listing = "".join(f"<li>{user_link(user_id)}</li>" for user_id in found)
+    body = card(
+        "Users",
+        f'<ul id="user-results">{listing}</ul>' if found else '<p class="muted">No user found.</p>',
+    )
+    return _html(request, page(f"Users matching “{query}”", body, query=query))
+
+
+def _neighbour_reasons(served: ServedModel, history: list[str], ranked: Ranked) -> dict[str, str]:
+    """ "because you liked X": the history item each recommendation is most similar to."""
+    model = served.model
+    known = [item_id for item_id in history if served.knows_item(item_id)]
+    if not known or not ranked.item_ids or not model.abilities.similar_items:
+        return {}
+    wanted = set(ranked.item_ids)
+    with served.lock:
+        frame = model.similar_items(known, k=min(served.n_items - 1, 200))
+    frame = frame[frame["similar_item_id"].astype(str).isin(wanted)]
+    best = frame.sort_values("score", ascending=False).drop_duplicates("similar_item_id")
+    return {
+        str(similar): str(source)
+        for source, similar in zip(best["item_id"], best["similar_item_id"], strict=True)
+    }
+
+
+def _content_reasons(served: ServedModel, user_id: str, ranked: Ranked) -> dict[str, str]:
+    explain = getattr(served.model, "explain", None)
+    if not callable(explain) or not served.knows_user(user_id):
+        return {}
+    reasons: dict[str, str] = {}
+    with served.lock:
+        for item_id in ranked.item_ids:
+            try:
+                why = explain(item_id, user=user_id)
+            except (DataError, ModelError):
+                continue
+            if why:
+                reasons[item_id] = "matches " + "; ".join(str(part) for part in why[:3])
+    return reasons
+
+
+def _user_data(state: ServiceState, user_id: str) -> dict[str, Any]:
+    history = repo.user_items(state.engine, user_id, limit=HISTORY_SHOWN)
+    features = repo.get_user(state.engine, user_id)
+    served = state.served(user_id)
+    if served is None:
+        return {"history": history, "features": features, "ranked": None, "reasons": {}}
+    ranked = served.recommend_user(user_id, TOP_K, None, sorted(state.catalogue.blocked))
+    reasons = _content_reasons(served, user_id, ranked)
+    if not reasons:
+        liked = _neighbour_reasons(served, history, ranked)
+        reasons = {
+            item_id: f"because you liked {_title(state, source) or source} ({source})"
+            for item_id, source in liked.items()
+        }
+    return {"history": history, "features": features, "ranked": ranked, "reasons": reasons}
+
+
+@router.get("/users/{user_id}", response_class=HTMLResponse)
+async def user_view(request: Request, user_id: str) -> Response:
+    state = _state(request)
+    data = await run_in_threadpool(_user_data, state, user_id)
+    history = table(
+        ["item", "title"],
+        ([item_link(item_id), text(_title(state, item_id))] for item_id in data["history"]),
+        css_id="history",
+    )
+    ranked: Ranked | None = data["ranked"]
+    if ranked is None:
+        recommendations = '<p class="error">No model is active yet.</p>'
+    else:
+        note = f" (fallback: {text(ranked.fallback)})" if ranked.fallback else ""
+        recommendations = f'<p class="muted">model {text(ranked.version)}{note}</p>' + table(
+            ["#", "item", "title", "score"],
+            _item_rows(state, ranked, data["reasons"]),
+            css_id="recommendations",
+        )
+    features = data["features"] or {}
+    about = " · ".join(f"{text(k)}: {text(v)}" for k, v in features.items())
+    body = (
+        (f'<p class="muted">{about}</p>' if about else "")
+        + '<div class="grid">'
+        + card("History (most recent first)", history)
+        + card("Recommendations", recommendations)
+        + "</div>"
+    )
+    return _html(request, page(f"User {user_id}", body, query=user_id))
+
+
+# -- items ---------------------------------------------------------------------------------
+def _item_data(state: ServiceState, item_id: str) -> dict[str, Any]:
+    record = repo.get_item(state.engine, item_id)
+    served = state.served(None)
+    similar: Ranked | None = None
+    note = ""
+    if served is not None:
+        try:
+            similar = served.similar(item_id, TOP_K, None, sorted(state.catalogue.blocked))
+        except UnknownIdError:
+            note = "The active model does not know this item yet."
+    return {"record": record, "similar": similar, "note": note}
+
+
+@router.get("/items/{item_id}", response_class=HTMLResponse)
+async def item_view(request: Request, item_id: str) -> Response:
+    state = _state(request)
+    data = await run_in_threadpool(_item_data, state, item_id)
+    record: repo.ItemRecord | None = data["record"]
+    if record is None:
+        response = _html(request, page(f"Item {item_id}", '<p class="error">Unknown item.</p>'))
+        response.status_code = 404
+        return response
+    features = table(
+        ["feature", "value"],
+        (
+            [text(name), text(", ".join(map(str, value)) if isinstance(value, list) else value)]
+            for name, value in sorted(record.features.items())
+        ),
+        css_id="features",
+    )
+    features = f'<p class="muted">status: {text(record.status)}</p>' + features
+    similar: Ranked | None = data["similar"]
+    if similar is None:
+        listing = f'<p class="muted">{text(data["note"] or "No model is active yet.")}</p>'
+    else:
+        listing = table(
+            ["#", "item", "title", "score"], _item_rows(state, similar, {}), css_id="similar"
+        )
+    body = '<div class="grid">' + card("Features", features) + card("Similar items", listing)
+    return _html(request, page(f"Item {item_id}", body + "</div>"))
+
+
+# -- try it --------------------------------------------------------------------------------
+def _number(value: str) -> float | None:
+    try:
+        return float(value) if value.strip() else None
+    except ValueError:
+        return None
+
+
+def _try_spec(params: dict[str, str]) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """Free text, stated preferences and constraints from the form's fields."""
+    query = params.get("q", "").strip()
+    preferences: dict[str, Any] = {}
+    filters: dict[str, Any] = {}
+    if params.get("category", "").strip():
+        filters["category"] = params["category"].strip()
+    if params.get("style", "").strip():
+        preferences["tags"] = params["style"].strip()
+    low, high = _number(params.get("min_price", "")), _number(params.get("max_price", ""))
+    if low is not None or high is not None:
+        filters["price"] = {"min": low, "max": high}
+    lat, lon, km = (_number(params.get(name, "")) for name in ("lat", "lon", "km"))
+    if lat is not None and lon is not None and km is not None:
+        filters["near"] = {"lat": lat, "lon": lon, "km": km}
+    return query, preferences, filters
+
+
+def _try_results(state: ServiceState, params: dict[str, str]) -> str:
+    query, preferences, filters = _try_spec(params)
+    served = state.served(None)
+    if served is None:
+        return '<p class="error">No model is active yet.</p>'
+    try:
+        constraint: Constraint | None = parse_constraints(filters) if filters else None
+        ranked = served.recommend_anonymous(
+            TOP_K,
+            query=query or None,
+            preferences=preferences or None,
+            basket=[],
+            constraint=constraint,
+            exclude=sorted(state.catalogue.blocked),
+        )
+    except (DataError, ModelError) as error:
+        return f'<p class="error">{text(error)}</p>'
+    if not ranked.item_ids:
+        return '<p class="muted" id="no-results">No item fits these constraints.</p>'
+    reasons: dict[str, str] = {}
+    explain = getattr(served.model, "explain", None)
+    wanted: dict[str, Any] = {**preferences, **({"text": query} if query else {})}
+    if callable(explain) and wanted:
+        for item_id in ranked.item_ids:
+            try:
+                why = explain(item_id, query=wanted)
+            except (DataError, ModelError):
+                continue
+            if why:
+                reasons[item_id] = "matches " + "; ".join(str(part) for part in why[:3])
+    note = f" (fallback: {text(ranked.fallback)})" if ranked.fallback else ""
+    rows = _item_rows(state, ranked, reasons)
+    for row, item_id in zip(rows, ranked.item_ids, strict=True):
+        fields = state.catalogue.features.get(item_id, {})
+        price = fields.get("price")
+        row.append(text(f"{price:.2f}" if isinstance(price, float) else price or ""))
+    return f'<p class="muted">model {text(ranked.version)}{note}</p>' + table(
+        ["#", "item", "title", "score", "price"], rows, css_id="try-results"
+    )
+
+
+_FORM_FIELDS = (
+    ("q", "Free text", "e.g. minimalist lantern"),
+    ("style", "Preferred style / tag", "e.g. classic"),
+    ("category", "Category", "e.g. outdoor"),
+    ("min_price", "Min price", ""),
+    ("max_price", "Max price", ""),
+    ("lat", "Near latitude", "52.52"),
+    ("lon", "Near longitude", "13.40"),
+    ("km", "Within km", ""),
+)
+
+
+@router.get("/try", response_class=HTMLResponse)
+async def try_it(request: Request) -> Response:
+    state = _state(request)
+    params = {name: request.query_params.get(name, "")[:500] for name, _, _ in _FORM_FIELDS}
+    inputs = "".join(
+        f'<label>{text(label)}<input name="{name}" value="{text(params[name])}" '
+        f'placeholder="{text(hint)}"></label>'
+        for name, label, hint in _FORM_FIELDS
+    )
+    form = (
+        '<form class="try" method="get" action="/dashboard/try" '
+        f'data-results="/dashboard/try/results">{inputs}<button type="submit">Show</button></form>'
+    )
+    results = await run_in_threadpool(_try_results, state, params)
+    body = card("What are you looking for?", form) + '<div style="height:1rem"></div>'
+    body += card("Results", f'<div id="results">{results}</div>')
+    return _html(request, page("Try it", body, script="dashboard.js"))
+
+
+@router.get("/try/results", response_class=HTMLResponse)
+async def try_results(request: Request) -> Response:
+    """The results part of "Try it", for the page's script."""
+    state = _state(request)
+    params = {name: request.query_params.get(name, "")[:500] for name, _, _ in _FORM_FIELDS}
+    return HTMLResponse(await run_in_threadpool(_try_results, state, params))

@@ -1,0 +1,121 @@
+"""The dashboard pages through TestClient: each page renders, and the read key guards it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from rekko.service import create_app
+from rekko.service.testing import settings_for
+
+READ = "read-key-0123456789abcdef"
+EVENTS = "events-key-0123456789abcdef"
+ADMIN = "admin-key-0123456789abcdef"
+
+PAGES = {
+    "/dashboard": "Offline metrics by version",
+    "/dashboard/users/u0001": "Recommendations",
+    "/dashboard/users?q=u00": "u0010",
+    "/dashboard/items/i0001": "Similar items",
+    "/dashboard/try?q=lantern&max_price=40": "try-results",
+    "/dashboard/try/results?category=outdoor": "try-results",
+}
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    settings = settings_for(
+        tmp_path_factory.mktemp("dashboard"),
+        model="item-knn",
+        read_key=READ,
+        events_key=EVENTS,
+        admin_key=ADMIN,
+    )
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+@pytest.mark.parametrize(("url", "expected"), sorted(PAGES.items()))
+def test_page_renders_with_the_read_key(client: TestClient, url: str, expected: str) -> None:
+    response = client.get(url, headers={"X-API-Key": READ})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert expected in response.text
+
+
+@pytest.mark.parametrize("url", sorted(PAGES))
+def test_page_needs_a_key(client: TestClient, url: str) -> None:
+    client.cookies.clear()
+    assert client.get(url).status_code == 401
+    assert client.get(url, headers={"X-API-Key": "wrong-key-0123456789abcdef"}).status_code == 401
+    assert client.get(url, headers={"X-API-Key": EVENTS}).status_code == 403
+    assert client.get(url, headers={"X-API-Key": ADMIN}).status_code == 200
+
+
+def test_key_in_the_address_is_kept_in_a_cookie(client: TestClient) -> None:
+    client.cookies.clear()
+    first = client.get("/dashboard", params={"key": READ})
+    assert first.status_code == 200 and "rekko_dashboard_key" in first.headers["set-cookie"]
+    assert client.get("/dashboard/items/i0002").status_code == 200
+    client.cookies.clear()
+
+
+def test_overview_shows_counts_and_the_active_version(client: TestClient) -> None:
+    text = client.get("/dashboard", headers={"X-API-Key": READ}).text
+    assert 'data-stat="users">120<' in text and 'data-stat="items">80<' in text
+    active = client.app.state.service.registry.active  # type: ignore[attr-defined]
+    assert active and f'id="active-version">{active}<' in text
+
+
+def test_overview_pages_through_the_catalogue(client: TestClient) -> None:
+    first = client.get("/dashboard", headers={"X-API-Key": READ}).text
+    second = client.get("/dashboard?offset=25", headers={"X-API-Key": READ}).text
+    assert "i0000" in first and "i0025" not in first
+    assert "i0025" in second and "next" in second and "previous" in second
+
+
+def test_user_page_gives_reasons_and_history(client: TestClient) -> None:
+    text = client.get("/dashboard/users/u0001", headers={"X-API-Key": READ}).text
+    assert 'id="history"' in text and 'id="recommendations"' in text
+    assert "because you liked" in text
+
+
+def test_exact_user_search_redirects(client: TestClient) -> None:
+    response = client.get(
+        "/dashboard/users?q=u0001", headers={"X-API-Key": READ}, follow_redirects=False
+    )
+    assert response.status_code == 303
+    assert response.headers["location"] == "/dashboard/users/u0001"
+
+
+def test_unknown_item_is_404(client: TestClient) -> None:
+    response = client.get("/dashboard/items/nope", headers={"X-API-Key": READ})
+    assert response.status_code == 404 and "Unknown item" in response.text
+
+
+def test_try_it_obeys_the_price_range(client: TestClient) -> None:
+    response = client.get(
+        "/dashboard/try/results", params={"max_price": "15"}, headers={"X-API-Key": READ}
+    )
+    prices = [float(cell) for cell in _price_cells(response.text)]
+    assert prices and max(prices) <= 15
+
+
+def test_static_files_ship_with_the_package(client: TestClient) -> None:
+    assert "body" in client.get("/dashboard/static/dashboard.css").text
+    assert "fetch(" in client.get("/dashboard/static/dashboard.js").text
+    text = client.get("/dashboard/try", headers={"X-API-Key": READ}).text
+    assert "http://" not in text and "https://" not in text
+
+
+def _price_cells(html: str) -> list[str]:
+    return re.findall(r"<td>(\d+\.\d\d)</td></tr>", html)
+
+
+def test_open_without_keys(tmp_path: Path) -> None:
+    with TestClient(create_app(settings_for(tmp_path))) as open_client:
+        assert open_client.get("/dashboard").status_code == 200
