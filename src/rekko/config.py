@@ -76,7 +76,8 @@ class DataSpec(BaseModel):
 
             if self.data_dir is None:
                 raise DataError(f"data set {self.dataset!r} needs --data-dir (its files' folder)")
-            return load_builtin(self.dataset, Path(self.data_dir))
+            weights = EventWeights.parse(self.event_weights) if self.event_weights else None
+            return load_builtin(self.dataset, Path(self.data_dir), event_weights=weights)
         if self.interactions is None:
             raise DataError("no data: give --interactions PATH (or --dataset demo)")
         from rekko.data.readers import ColumnMap, load_dataset

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from rekko.data import loaders
-from rekko.data.dataset import Dataset
+from rekko.data.dataset import Dataset, EventWeights
 from rekko.data.loaders import (
     DATASETS,
     fiverr_gig_id,
@@ -365,3 +365,17 @@ def test_retailrocket_bad_property_time_names_its_line(
         6,
         "timestamp",
     )
+
+
+def test_builtin_retailrocket_takes_event_weights(tmp_path: Path) -> None:
+    from rekko.config import DataSpec
+
+    folder = write_retailrocket(tmp_path / "rr")
+    spec = DataSpec(dataset="retailrocket", data_dir=str(folder), event_weights="*=1")
+    assert spec.load().to_frame()["value"].max() == 3.0
+    assert (
+        DataSpec(dataset="retailrocket", data_dir=str(folder)).load().to_frame()["value"].max()
+        == 9.0
+    )
+    with pytest.raises(DataError, match="no event types"):
+        load_builtin("seefud", tmp_path, event_weights=EventWeights({"view": 1.0}))

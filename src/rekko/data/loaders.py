@@ -625,12 +625,22 @@ DATASETS: dict[str, BuiltinDataset] = {
 }
 
 
-def load_builtin(name: str, folder: str | Path) -> Dataset:
-    """Load the built-in data set ``name`` (a key of :data:`DATASETS`) from ``folder``."""
+def load_builtin(
+    name: str, folder: str | Path, *, event_weights: EventWeights | None = None
+) -> Dataset:
+    """Load the built-in data set ``name`` (a key of :data:`DATASETS`) from ``folder``.
+
+    ``event_weights`` applies to data sets with event types (Retailrocket); giving weights for
+    one without them is an error rather than silently ignored.
+    """
     if name not in DATASETS:
         suggestion = closest_column(name, list(DATASETS))
         hint = f"; did you mean {suggestion!r}?" if suggestion else ""
         raise DataError(f"unknown data set {name!r} (known: {', '.join(DATASETS)}){hint}")
+    if event_weights is not None:
+        if name != "retailrocket":
+            raise DataError(f"data set {name!r} has no event types to weigh")
+        return load_retailrocket(Path(folder), event_weights=event_weights)
     return DATASETS[name].loader(Path(folder))
 
 

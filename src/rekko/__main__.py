@@ -1,0 +1,5 @@
+"""``python -m rekko``: the same as the ``rekko`` command."""
+
+from rekko.cli import main
+
+main()
