@@ -68,9 +68,30 @@ WeightsOpt = Annotated[
 ]
 
 
-def _data(config: dict[str, Any], **flags: Any) -> Any:
+#: The data-source flags shared by train, evaluate, split, tune and explore.
+DATA_FLAGS = (
+    "dataset",
+    "data_dir",
+    "interactions",
+    "table",
+    "query",
+    "items",
+    "users",
+    "user_col",
+    "item_col",
+    "rating_col",
+    "value_col",
+    "event_col",
+    "timestamp_col",
+    "event_weights",
+)
+
+
+def _data(config: dict[str, Any], flags: dict[str, Any]) -> Any:
+    """Load the data named by the command's data flags (its ``locals()``) and the config."""
+    chosen = {name: flags[name] for name in DATA_FLAGS if name in flags}
     with console.status("Loading data..."):
-        dataset = data_spec(config, flags).load()
+        dataset = data_spec(config, chosen).load()
     console.print(f"[dim]{dataset}[/dim]")
     return dataset
 
@@ -170,23 +191,7 @@ def train(
         raise DataError("train needs --model and --output (or [train] model/output in --config)")
     params = _parse_params(param, section.get("params", {}))
     recommender = create_model(model_name, **params)
-    data = _data(
-        settings,
-        dataset=dataset,
-        data_dir=data_dir,
-        interactions=interactions,
-        table=table,
-        query=query,
-        items=items,
-        users=users,
-        user_col=user_col,
-        item_col=item_col,
-        rating_col=rating_col,
-        value_col=value_col,
-        event_col=event_col,
-        timestamp_col=timestamp_col,
-        event_weights=event_weights,
-    )
+    data = _data(settings, locals())
     started = time.perf_counter()
     with console.status(f"Training {model_name}..."):
         recommender.fit(data)
@@ -344,23 +349,7 @@ def evaluate(
         section = _section(settings, "evaluate")
         names = (models or section.get("models") or "popularity").split(",")
         candidates = {name.strip(): create_model(name.strip()) for name in names if name.strip()}
-        data = _data(
-            settings,
-            dataset=dataset,
-            data_dir=data_dir,
-            interactions=interactions,
-            table=table,
-            query=query,
-            items=items,
-            users=users,
-            user_col=user_col,
-            item_col=item_col,
-            rating_col=rating_col,
-            value_col=value_col,
-            event_col=event_col,
-            timestamp_col=timestamp_col,
-            event_weights=event_weights,
-        )
+        data = _data(settings, locals())
         splitter = make_split(split, test_fraction=test_fraction, seed=seed)
         with console.status(f"Evaluating {len(candidates)} model(s) on a {split} split..."):
             if report is None:
@@ -420,23 +409,7 @@ def explore(
 
     if images not in (None, "svg", "png"):
         raise DataError("--images must be svg or png")
-    data = _data(
-        read_config(config),
-        dataset=dataset,
-        data_dir=data_dir,
-        interactions=interactions,
-        table=table,
-        query=query,
-        items=items,
-        users=users,
-        user_col=user_col,
-        item_col=item_col,
-        rating_col=rating_col,
-        value_col=value_col,
-        event_col=event_col,
-        timestamp_col=timestamp_col,
-        event_weights=event_weights,
-    )
+    data = _data(read_config(config), locals())
     with console.status("Drawing the report..."):
         path = explore_report(data, output, image_format=images)  # type: ignore[arg-type]
     console.print(f"Wrote the report to {path}")
@@ -470,21 +443,7 @@ def split_command(
     """Split interactions into train and test CSV files (aggregated pairs)."""
     from rekko.data.splits import make_split
 
-    data = _data(
-        read_config(config),
-        dataset=dataset,
-        data_dir=data_dir,
-        interactions=interactions,
-        table=table,
-        query=query,
-        user_col=user_col,
-        item_col=item_col,
-        rating_col=rating_col,
-        value_col=value_col,
-        event_col=event_col,
-        timestamp_col=timestamp_col,
-        event_weights=event_weights,
-    )
+    data = _data(read_config(config), locals())
     train_part, test_part = make_split(split, test_fraction=test_fraction, seed=seed).split(data)
     _write_table(train_part.to_frame(), train_output)
     _write_table(test_part.to_frame(), test_output)
@@ -524,23 +483,7 @@ def tune(
     from rekko.tuning import select
     from rekko.tuning import tune as run_tuning
 
-    data = _data(
-        read_config(config),
-        dataset=dataset,
-        data_dir=data_dir,
-        interactions=interactions,
-        table=table,
-        query=query,
-        items=items,
-        users=users,
-        user_col=user_col,
-        item_col=item_col,
-        rating_col=rating_col,
-        value_col=value_col,
-        event_col=event_col,
-        timestamp_col=timestamp_col,
-        event_weights=event_weights,
-    )
+    data = _data(read_config(config), locals())
     with console.status(f"Tuning {model} ({trials} trials per model)..."):
         if model == "auto":
             best, summary = select(data, trials=trials, metric=metric, seed=seed)
@@ -706,7 +649,7 @@ def datasets_info(
         "data_dir": data_dir,
         "interactions": interactions,
     }
-    data = _data({}, **spec)
+    data = _data({}, spec)
     summary = data.summary()
     _print_frame(pd.DataFrame({"what": list(summary), "value": [str(v) for v in summary.values()]}))
 
