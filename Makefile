@@ -10,7 +10,7 @@ export REKKO_DATASETS
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup browser run test lint format typecheck unit lock clean
+.PHONY: setup browser java run test lint format typecheck unit lock clean
 
 setup: $(VENV)/.installed
 
@@ -24,6 +24,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 browser:
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
 		$(SUDO) apt-get install -y -qq --no-install-recommends chromium; }
+
+# A Java runtime for the Spark tests (PySpark starts a JVM; Spark 4.0 needs Java 17 or 21).
+java:
+	@command -v java >/dev/null || { $(SUDO) apt-get update -qq && \
+		$(SUDO) apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless; }
 
 run: setup
 	$(BIN)/rekko demo
@@ -40,7 +45,7 @@ format: setup
 typecheck: setup
 	$(BIN)/mypy
 
-unit: setup browser
+unit: setup browser java
 	$(BIN)/python -m pytest
 
 test: lint typecheck unit

@@ -179,6 +179,20 @@ def train(
     event_col: EventColOpt = None,
     timestamp_col: TimeColOpt = None,
     event_weights: WeightsOpt = None,
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            "--engine",
+            help="local (this process, default) or spark: ALS with Spark MLlib (model "
+            "spark-als), ids mapped in Spark; the data is read by Spark, not loaded here.",
+        ),
+    ] = None,
+    master: Annotated[
+        str | None,
+        typer.Option(
+            "--master", help="Spark master for --engine spark: local[*] (default), spark://..."
+        ),
+    ] = None,
 ) -> None:
     """Train a model on your data and save it to a folder."""
     from rekko.models import create_model
@@ -187,9 +201,20 @@ def train(
     section = _section(settings, "train")
     model_name = model or section.get("model")
     output = output or (Path(section["output"]) if "output" in section else None)
+    engine = engine or section.get("engine", "local")
+    master = master or section.get("master")
+    if engine not in ("local", "spark"):
+        raise DataError(f"--engine must be local or spark, got {engine!r}")
+    if engine == "spark" and model_name is None:
+        model_name = "spark-als"
     if model_name is None or output is None:
         raise DataError("train needs --model and --output (or [train] model/output in --config)")
     params = _parse_params(param, section.get("params", {}))
+    if engine == "spark":
+        _train_on_spark(settings, locals(), model_name, output, params, master)
+        return
+    if master is not None:
+        raise DataError("--master only applies with --engine spark")
     recommender = create_model(model_name, **params)
     data = _data(settings, locals())
     started = time.perf_counter()
@@ -198,6 +223,65 @@ def train(
     seconds = time.perf_counter() - started
     recommender.save(output)
     console.print(f"Trained [bold]{model_name}[/bold] in {seconds:.2f} s; saved to {output}")
+
+
+def _train_on_spark(
+    settings: dict[str, Any],
+    flags: dict[str, Any],
+    model_name: str,
+    output: Path,
+    params: dict[str, Any],
+    master: str | None,
+) -> None:
+    """``train --engine spark``: Spark MLlib ALS from a file, a folder or a database table."""
+    import os
+
+    from rekko.models import create_model
+    from rekko.models.spark_als import SparkALSParams
+
+    if model_name not in ("spark-als", "als"):
+        raise DataError(f"--engine spark trains ALS (--model spark-als or als), not {model_name!r}")
+    unknown = sorted(set(params) - set(SparkALSParams.model_fields))
+    if unknown:
+        raise DataError(
+            f"unknown spark-als parameter(s) {', '.join(unknown)}; "
+            f"known: {', '.join(SparkALSParams.model_fields)}"
+        )
+    spec = data_spec(settings, {name: flags[name] for name in DATA_FLAGS if name in flags})
+    if spec.items is not None or spec.users is not None:
+        raise DataError("--engine spark trains on interactions only: drop --items and --users")
+    started = time.perf_counter()
+    if spec.dataset is not None:
+        # A built-in data set is loaded here and handed to the shared local Spark session.
+        if master is not None:
+            os.environ["REKKO_SPARK_MASTER"] = master
+        data = _data(settings, flags)
+        recommender = create_model("spark-als", **params)
+        with console.status("Training spark-als in Spark..."):
+            recommender.fit(data)
+        recommender.save(output)
+    else:
+        from rekko.data.dataset import EventWeights
+        from rekko.spark import train_spark_als
+
+        if spec.interactions is None:
+            raise DataError("no data: give --interactions PATH or URL (or --dataset)")
+        with console.status(f"Training spark-als in Spark ({master or 'local[*]'})..."):
+            train_spark_als(
+                spec.interactions,
+                output=output,
+                columns=spec.columns(),
+                master=master or "local[*]",
+                table=spec.table,
+                query=spec.query,
+                event_weights=EventWeights.parse(spec.event_weights)
+                if spec.event_weights
+                else None,
+                aggregate=spec.aggregate,
+                **params,
+            )
+    seconds = time.perf_counter() - started
+    console.print(f"Trained [bold]spark-als[/bold] in {seconds:.2f} s; saved to {output}")
 
 
 @app.command()

@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rekko.data.dataset import Dataset, EventWeights
 from rekko.errors import DataError
+
+if TYPE_CHECKING:
+    from rekko.data.readers import ColumnMap
 
 BUILTIN_DEMO = "demo"
 
@@ -80,7 +83,24 @@ class DataSpec(BaseModel):
             return load_builtin(self.dataset, Path(self.data_dir), event_weights=weights)
         if self.interactions is None:
             raise DataError("no data: give --interactions PATH (or --dataset demo)")
-        from rekko.data.readers import ColumnMap, load_dataset
+        from rekko.data.readers import load_dataset
+
+        return load_dataset(
+            self.interactions,
+            items=self.items,
+            users=self.users,
+            columns=self.columns(),
+            item_id_column=self.item_id_col,
+            user_id_column=self.user_id_col,
+            event_weights=EventWeights.parse(self.event_weights) if self.event_weights else None,
+            aggregate=self.aggregate,
+            table=self.table,
+            query=self.query,
+        )
+
+    def columns(self) -> ColumnMap:
+        """The column mapping of the interactions source (unnamed fields keep the defaults)."""
+        from rekko.data.readers import ColumnMap
 
         mapping = {
             "user": self.user_col,
@@ -90,19 +110,7 @@ class DataSpec(BaseModel):
             "event": self.event_col,
             "timestamp": self.timestamp_col,
         }
-        columns = ColumnMap(**{key: value for key, value in mapping.items() if value is not None})
-        return load_dataset(
-            self.interactions,
-            items=self.items,
-            users=self.users,
-            columns=columns,
-            item_id_column=self.item_id_col,
-            user_id_column=self.user_id_col,
-            event_weights=EventWeights.parse(self.event_weights) if self.event_weights else None,
-            aggregate=self.aggregate,
-            table=self.table,
-            query=self.query,
-        )
+        return ColumnMap(**{key: value for key, value in mapping.items() if value is not None})
 
 
 def read_config(path: Path | None) -> dict[str, Any]:

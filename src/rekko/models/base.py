@@ -32,6 +32,7 @@ from rekko.constraints import Constraint
 from rekko.data.dataset import Dataset, FeatureTable
 from rekko.data.idmap import IdMap
 from rekko.errors import DataError, ModelError, NotFittedError
+from rekko.index.ann import IndexCache, IndexMode, TopK, wants_ann
 from rekko.index.topk import top_k
 
 logger = logging.getLogger(__name__)
@@ -76,6 +77,11 @@ class Recommender(ABC):
     name: ClassVar[str]
     abilities: ClassVar[Abilities] = Abilities()
     Params: ClassVar[type[Params]] = Params
+    #: How factor models (see :meth:`_factors`) search the catalogue in ``recommend``:
+    #: ``"exact"`` scores every item, ``"ann"`` searches an HNSW index
+    #: (:mod:`rekko.index.ann`), ``"auto"`` uses the index from 50,000 items when faiss is
+    #: installed. Set it on a model (``model.index_mode = "ann"``); it is not saved.
+    index_mode: IndexMode = "auto"
 
     def __init__(self, **params: Any) -> None:
         try:
@@ -87,6 +93,7 @@ class Recommender(ABC):
         self.seen_: sp.csr_matrix | None = None
         self.item_features_: FeatureTable | None = None
         self.metadata_: dict[str, Any] = {}
+        self._ann_index = IndexCache()
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.params.model_dump().items())
@@ -101,6 +108,7 @@ class Recommender(ABC):
         self.items_ = dataset.items
         self.seen_ = dataset.matrix.copy()
         self.item_features_ = dataset.item_features
+        self._ann_index.clear()
         self._fit(dataset)
         self.metadata_ = {
             "data_fingerprint": dataset.fingerprint(),
@@ -232,7 +240,36 @@ class Recommender(ABC):
         allowed: npt.NDArray[np.bool_] | None,
         exclude_seen: bool,
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-        """Best ``k`` item indices (-1 padded) and scores for a batch of user indices."""
+        """Best ``k`` item indices (-1 padded) and scores for a batch of user indices.
+
+        Factor models go through the approximate index when :attr:`index_mode` says so;
+        exclusions and filters stay exact (see :mod:`rekko.index.ann`).
+        """
+        _, _, seen = self._fitted()
+        factors = None if self.index_mode == "exact" else self._factors()
+        if factors is not None and wants_ann(self.index_mode, len(factors[1])):
+            user_vectors, item_vectors = factors
+
+            def exact(rows: npt.NDArray[np.int64], depth: int) -> TopK:
+                return self._exact_top_k(users[rows], depth, allowed, exclude_seen)
+
+            return self._ann_index.get(item_vectors).top_k(
+                user_vectors[users],
+                k,
+                allowed=allowed,
+                seen=seen[users] if exclude_seen else None,
+                exact=exact,
+            )
+        return self._exact_top_k(users, k, allowed, exclude_seen)
+
+    def _exact_top_k(
+        self,
+        users: npt.NDArray[np.int64],
+        k: int,
+        allowed: npt.NDArray[np.bool_] | None,
+        exclude_seen: bool,
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """Brute force: score every item, mask exclusions, take the top ``k``."""
         _, _, seen = self._fitted()
         scores = np.array(self._score(users), dtype=np.float32, copy=True)
         if allowed is not None:
@@ -241,6 +278,16 @@ class Recommender(ABC):
             rows = seen[users]
             scores[np.repeat(np.arange(len(users)), np.diff(rows.indptr)), rows.indices] = -np.inf
         return top_k(scores, k)
+
+    def _factors(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None:
+        """``(user_vectors, item_vectors)`` when ``_score(users)`` equals
+        ``user_vectors[users] @ item_vectors.T``, else ``None`` (the default).
+
+        Factor models override this to enable the approximate index. The index is built on
+        first use and rebuilt when ``item_vectors`` is a different array (a new fit or load);
+        return the same array object while the item vectors do not change.
+        """
+        return None
 
     def recommend_indices(
         self, users: npt.NDArray[np.int64], k: int, *, exclude_seen: bool = True
