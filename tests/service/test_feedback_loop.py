@@ -260,3 +260,29 @@ def test_a_second_worker_follows_events_and_activations(tmp_path: Path) -> None:
         while two.get("/ready").json()["model_version"] != new:
             assert time.monotonic() < deadline + 10, "the second worker never swapped"
             time.sleep(0.05)
+
+
+def test_a_burst_of_impressions_is_written_in_chunks_and_none_is_lost(tmp_path: Path) -> None:
+    from sqlalchemy import func, select
+
+    from rekko.service.state import IMPRESSION_CHUNK, ServiceState
+    from rekko.store.db import upgrade_database
+    from rekko.store.schema import impressions
+
+    state = ServiceState(settings_for(tmp_path))
+    upgrade_database(state.engine)
+    lists = 2 * IMPRESSION_CHUNK // 10 + 7  # more than two chunks, the last one partial
+    for n in range(lists):
+        state.impressions.add(f"u{n}", "v1", [f"i{rank}" for rank in range(10)], f"r{n}")
+    try:
+        assert state.flush_impressions() == lists * 10
+        assert len(state.impressions) == 0
+        with state.engine.connect() as connection:
+            stored = connection.execute(select(func.count()).select_from(impressions)).scalar()
+            requests = connection.execute(
+                select(func.count(func.distinct(impressions.c.request_id)))
+            ).scalar()
+        assert stored == lists * 10 and requests == lists
+        assert state.flush_impressions() == 0
+    finally:
+        state.engine.dispose()
