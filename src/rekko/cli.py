@@ -10,7 +10,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import pandas as pd
 import typer
@@ -304,13 +304,60 @@ def recommend(
     include_seen: Annotated[
         bool, typer.Option("--include-seen", help="Also recommend the user's training items.")
     ] = False,
+    index: Annotated[
+        str | None,
+        typer.Option(
+            "--index",
+            help="Top-K search of factor models: auto (the HNSW index from 50,000 items), "
+            "exact or ann.",
+        ),
+    ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="local, or spark: rank in Spark and write a Parquet folder (--output) for "
+            "factor models such as spark-als or als.",
+        ),
+    ] = "local",
+    master: Annotated[
+        str | None, typer.Option("--master", help="Spark master for --engine spark.")
+    ] = None,
 ) -> None:
     """Top-K items per user: user_id,item_id,rank,score (rank 1 is best)."""
+    from rekko.index.ann import INDEX_MODES, IndexMode
     from rekko.models import load_model
 
-    recommender = load_model(model)
     if all_users == bool(user):
         raise DataError("give either --user ID (one or more) or --all-users")
+    if engine not in ("local", "spark"):
+        raise DataError(f"--engine must be local or spark, got {engine!r}")
+    if index is not None and index not in INDEX_MODES:
+        raise DataError(f"--index must be one of {', '.join(INDEX_MODES)}, got {index!r}")
+    if engine == "spark":
+        from rekko.spark import spark_recommend_all
+
+        if output is None or filters is not None or index is not None:
+            raise DataError(
+                "--engine spark needs --output (a Parquet folder), and no --filter "
+                "or --index (Spark ranks exactly)"
+            )
+        with console.status(f"Ranking in Spark ({master or 'local[*]'})..."):
+            spark_recommend_all(
+                model,
+                k,
+                output,
+                users=None if all_users else list(user or []),
+                exclude_seen=not include_seen,
+                master=master or "local[*]",
+            )
+        console.print(f"Wrote the top {k} per user to {output} (Parquet)")
+        return
+    if master is not None:
+        raise DataError("--master only applies with --engine spark")
+    recommender = load_model(model)
+    if index is not None:
+        recommender.index_mode = cast(IndexMode, index)
     assert recommender.users_ is not None
     targets = list(recommender.users_.external_ids) if all_users else list(user or [])
     with console.status(f"Recommending for {len(targets)} user(s)..."):

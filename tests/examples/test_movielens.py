@@ -63,3 +63,39 @@ def test_rekko_and_tensorflow_alone_agree(datasets_dir: Path, tmp_path: Path) ->
         assert a == pytest.approx(b, abs=1e-3)
     assert "rekko imported: False" in queried.stdout
     assert (tmp_path / "tflite" / "user_tower.tflite").exists()
+
+
+ROW = re.compile(r"^\| (\S+) \| ([0-9.]+) \|")
+
+
+def test_comparison_table_puts_rekkos_best_far_above_the_quickstart(datasets_dir: Path) -> None:
+    pytest.importorskip("tensorflow")
+    compared = subprocess.run(
+        [
+            sys.executable,
+            str(FOLDER / "compare.py"),
+            "--data",
+            str(datasets_dir / "ml-100k"),
+            "--models",
+            "popularity,tfrs-quickstart,ease",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        check=True,
+    )
+    ndcg = {
+        match.group(1): float(match.group(2))
+        for line in table_lines(compared.stdout)
+        if (match := ROW.match(line))
+    }
+    assert set(ndcg) == {"popularity", "tfrs-quickstart", "ease"}, compared.stdout
+    assert 0.19 <= ndcg["popularity"] <= 0.24, ndcg
+    assert 0.25 <= ndcg["tfrs-quickstart"] <= 0.40, ndcg
+    assert 0.43 <= ndcg["ease"] <= 0.48, ndcg
+    best = _top3(compared.stdout, "best: ease")
+    assert len({item for item, _ in best}) == 3
+
+
+def table_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("| ")]

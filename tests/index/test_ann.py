@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
+from typer.testing import CliRunner
 
+from rekko.cli import app
 from rekko.data.idmap import IdMap
 from rekko.errors import ModelError
 from rekko.index import ann
@@ -168,3 +173,31 @@ def test_saving_and_loading_drops_the_index(tmp_path) -> None:
     assert loaded.index_mode == "auto" and loaded._ann_index._index is None
     loaded.index_mode = "ann"
     assert loaded.recommend([0, 1, 2], k=5)["item_id"].tolist() == before["item_id"].tolist()
+
+
+def test_recommend_command_takes_the_index_mode(tmp_path: Path) -> None:
+    model = _factor_model(200, 3_000, 16)
+    model.save(tmp_path / "model")
+    runner = CliRunner()
+    answers = {}
+    for mode in ("exact", "ann"):
+        out = tmp_path / f"{mode}.csv"
+        args = ["recommend", "-m", str(tmp_path / "model"), "--all-users", "-k", "10"]
+        result = runner.invoke(app, [*args, "--index", mode, "-o", str(out)])
+        assert result.exit_code == 0, result.output + repr(result.exception)
+        answers[mode] = pd.read_csv(out)
+    exact, approximate = answers["exact"], answers["ann"]
+    assert len(exact) == len(approximate) == 200 * 10
+    truth = exact.groupby("user_id")["item_id"].apply(set)
+    found = approximate.groupby("user_id")["item_id"].apply(set)
+    recall = np.mean([len(truth[user] & found[user]) / 10 for user in truth.index])
+    assert recall >= 0.95
+    seen = model.seen_
+    assert seen is not None
+    for row in approximate.itertuples():
+        assert seen[row.user_id, int(row.item_id[1:])] == 0, "a seen item came back"
+
+    result = runner.invoke(
+        app, ["recommend", "-m", str(tmp_path / "model"), "--user", "1", "--index", "fast"]
+    )
+    assert result.exit_code != 0 and "--index must be one of" in str(result.exception)

@@ -55,8 +55,8 @@ class SparkALSParams(Params):
     )
     values: Values = Field(
         default="log",
-        description="What ALS reads per interaction: the value ('raw'), log(1 + value) ('log') "
-        "or 1 ('binary').",
+        description="What implicit ALS reads per interaction: the value ('raw'), "
+        "log(1 + value) ('log') or 1 ('binary'). Explicit ALS fits the ratings as they are.",
     )
     nonnegative: bool = Field(default=False, description="Constrain factors to be >= 0.")
     blocks: int | None = Field(

@@ -48,9 +48,10 @@ def fit_factors(
     from pyspark.ml.recommendation import ALS
     from pyspark.sql import functions as sf
 
-    if params.values == "log":
+    # Explicit ALS fits the ratings themselves; the transforms are for implicit strengths.
+    if params.implicit and params.values == "log":
         ratings = ratings.withColumn(VALUE, sf.log1p(sf.col(VALUE)))
-    elif params.values == "binary":
+    elif params.implicit and params.values == "binary":
         ratings = ratings.withColumn(VALUE, sf.lit(1.0))
     context = ratings.sparkSession.sparkContext
     blocks = params.blocks or (1 if n_ratings < ONE_BLOCK_BELOW else context.defaultParallelism)
