@@ -202,7 +202,7 @@ def test_explicit_als_predicts_movielens_ratings(spark: Any, datasets_dir: Path)
     from rekko.data.loaders import load_movielens_split
 
     train, test = load_movielens_split(datasets_dir / "ml-100k", "u1")
-    model = create_model("spark-als", implicit=False, regularization=0.1).fit(train)
+    model = create_model("spark-als", implicit=False).fit(train)  # regularization 0.1
     pairs = test.interactions
     predicted = model.predict(
         list(train.users.to_external(pairs["user"])),
@@ -210,4 +210,4 @@ def test_explicit_als_predicts_movielens_ratings(spark: Any, datasets_dir: Path)
     )
     rmse = float(np.sqrt(np.mean((predicted - pairs["value"].to_numpy()) ** 2)))
     # Spark's explicit ALS lands near Surprise's SVD (0.956); the mean rating alone gives 1.15.
-    assert 0.88 <= rmse <= 1.0, rmse
+    assert 0.88 <= rmse <= 0.96, rmse

@@ -16,7 +16,9 @@ Scores are ``user_factors @ item_factors.T`` (for explicit ALS, predicted rating
 Defaults measured on MovieLens-100K (per-user random 80/20 split, seed 42, NDCG@10): 0.452
 with ``regularization=0.3, alpha=2, values="log"``, against 0.444 for ``als`` (the
 ``implicit`` library) at its defaults; the neighbourhood (regularization 0.2-0.3, alpha 1-2,
-log values) is flat within 0.005, while alpha 20 drops to 0.29.
+log values) is flat within 0.005, while alpha 20 drops to 0.29. Explicit ALS
+(``implicit=False``) on the official ``u1.base`` / ``u1.test``: RMSE 0.929 with its default
+regularization 0.1 (0.990 with 0.3).
 """
 
 from __future__ import annotations
@@ -39,10 +41,11 @@ Values = Literal["raw", "log", "binary"]
 
 class SparkALSParams(Params):
     factors: int = Field(default=64, ge=1, le=1024, description="Size of the factor vectors.")
-    regularization: float = Field(
-        default=0.3,
+    regularization: float | None = Field(
+        default=None,
         ge=0,
-        description="Spark's regParam (scaled by each user's and item's interaction count).",
+        description="Spark's regParam (scaled by each user's and item's interaction count); "
+        "None: 0.3 for implicit ALS, 0.1 for explicit ALS.",
     )
     alpha: float = Field(
         default=2.0, ge=0, description="Implicit confidence: 1 + alpha * value (implicit only)."

@@ -37,6 +37,13 @@ logger = logging.getLogger(__name__)
 ONE_BLOCK_BELOW = 200_000
 
 
+def regularization(params: SparkALSParams) -> float:
+    """The regParam to use: the given one, else 0.3 (implicit) or 0.1 (explicit ratings)."""
+    if params.regularization is not None:
+        return params.regularization
+    return 0.3 if params.implicit else 0.1
+
+
 def fit_factors(
     ratings: Any, n_users: int, n_items: int, n_ratings: int, params: SparkALSParams
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
@@ -58,7 +65,7 @@ def fit_factors(
     als = ALS(
         rank=params.factors,
         maxIter=params.iterations,
-        regParam=params.regularization,
+        regParam=regularization(params),
         alpha=params.alpha,
         implicitPrefs=params.implicit,
         nonnegative=params.nonnegative,
