@@ -78,22 +78,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         [*data, "--models", args.models, "--report", str(out / "evaluation.html")],
         out,
     )
-    # 2. Event weighting, on the raw events file with mapped columns. (`--event-weights` is
-    #    ignored together with `--dataset retailrocket`: see the README.)
-    events = [
-        "-i",
-        str(data_dir / "events.csv"),
-        "--user-col",
-        "visitorid",
-        "--item-col",
-        "itemid",
-        "--event-col",
-        "event",
-        "--timestamp-col",
-        "timestamp",
-    ]
+    # 2. Event weighting: the same loader with other weights per event type.
     for name, weights in WEIGHTINGS.items():
-        rows = evaluate(name, [*events, "--event-weights", weights, "--models", "als"], out)
+        rows = evaluate(name, [*data, "--event-weights", weights, "--models", "als"], out)
         summary[name] = rows["als"]
     print(json.dumps(summary, default=str))
     return summary

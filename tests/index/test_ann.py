@@ -11,11 +11,13 @@ import scipy.sparse as sp
 from typer.testing import CliRunner
 
 from rekko.cli import app
+from rekko.data.dataset import Dataset
 from rekko.data.idmap import IdMap
 from rekko.errors import ModelError
 from rekko.index import ann
 from rekko.index.ann import ANNIndex, HNSWSettings, IndexCache, wants_ann
 from rekko.index.topk import top_k
+from rekko.models import create_model
 from rekko.models.spark_als import SparkALS, SparkALSParams
 
 pytest.importorskip("faiss")
@@ -201,3 +203,24 @@ def test_recommend_command_takes_the_index_mode(tmp_path: Path) -> None:
         app, ["recommend", "-m", str(tmp_path / "model"), "--user", "1", "--index", "fast"]
     )
     assert result.exit_code != 0 and "--index must be one of" in str(result.exception)
+
+
+@pytest.mark.parametrize("name", ["als", "bpr", "neural-mf", "two-tower", "multitask"])
+def test_trained_factor_models_search_the_index(name: str, small_demo: Dataset) -> None:
+    if name in ("neural-mf", "two-tower", "multitask"):
+        pytest.importorskip("tensorflow")
+    params = {"max_epochs": 2} if name in ("two-tower", "multitask") else {}
+    model = create_model(name, **params).fit(small_demo)
+    assert model._factors() is not None, f"{name} does not expose its factors"
+    users = list(small_demo.users.external_ids[:40])
+    model.index_mode = "exact"
+    exact = model.recommend(users, k=10)
+    model.index_mode = "ann"
+    approximate = model.recommend(users, k=10)
+    assert model._ann_index._index is not None, "the index was not used"
+    truth = exact.groupby("user_id")["item_id"].apply(set)
+    found = approximate.groupby("user_id")["item_id"].apply(set)
+    assert np.mean([len(truth[u] & found[u]) / len(truth[u]) for u in truth.index]) >= 0.95
+    seen = small_demo.to_frame()
+    pairs = set(zip(seen["user_id"], seen["item_id"], strict=True))
+    assert not any((row.user_id, row.item_id) in pairs for row in approximate.itertuples())

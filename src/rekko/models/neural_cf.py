@@ -70,6 +70,9 @@ class NeuralMF(PointwiseModel):
     def _score(self, users: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
         return np.asarray(self.user_vectors_[users] @ self.item_vectors_.T, dtype=np.float32)
 
+    def _factors(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        return self.user_vectors_, self.item_vectors_
+
     def _predict(
         self, users: npt.NDArray[np.int64], items: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.float32]:

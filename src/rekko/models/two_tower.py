@@ -490,6 +490,9 @@ class TwoTower(Recommender):
         user_vectors, item_vectors = self._vectors()
         return np.asarray(user_vectors[users] @ item_vectors.T, dtype=np.float32)
 
+    def _factors(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        return self._vectors()  # scores are dot products: the approximate index applies
+
     def _similar(self, items: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
         _, item_vectors = self._vectors()
         norms = np.linalg.norm(item_vectors, axis=1, keepdims=True)
