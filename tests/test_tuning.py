@@ -33,12 +33,24 @@ def test_select_picks_the_best_family(small_demo: Dataset) -> None:
     assert best.best_score == summary["ndcg@10"].max()
 
 
-def test_search_spaces_name_real_parameters() -> None:
+def test_search_spaces_name_real_parameters_and_hold_the_defaults() -> None:
     from rekko.models import available_models
 
     for name, space in SEARCH_SPACES.items():
         if name in available_models():
-            assert set(space) <= set(create_model(name).params.model_dump()), name
+            defaults = create_model(name).params.model_dump()
+            assert set(space) <= set(defaults), name
+            for parameter, dim in space.items():
+                if dim.kind != "choice":
+                    assert dim.low <= defaults[parameter] <= dim.high, (name, parameter)
+                else:
+                    assert defaults[parameter] in dim.choices, (name, parameter)
+
+
+@pytest.mark.parametrize("metric", ["rmse", "ndgc@10", "ndcg@0", "ndcg@x"])
+def test_a_metric_tune_cannot_rank_by_is_a_clear_error(metric: str, small_demo: Dataset) -> None:
+    with pytest.raises(ModelError, match="--metric must be one of"):
+        tune("popularity", small_demo, trials=1, metric=metric)
 
 
 def test_bad_search_space_is_a_clear_error(small_demo: Dataset) -> None:

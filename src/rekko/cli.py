@@ -420,7 +420,9 @@ def evaluate(
     ] = "random",
     test_fraction: Annotated[float, typer.Option("--test-fraction", min=0.01, max=0.99)] = 0.2,
     seed: Annotated[int, typer.Option("--seed")] = 42,
-    k: Annotated[list[int] | None, typer.Option("-k", help="Cut-off (repeat for several).")] = None,
+    k: Annotated[
+        list[int] | None, typer.Option("-k", min=1, help="Cut-off (repeat for several).")
+    ] = None,
     threshold: Annotated[
         float | None,
         typer.Option("--relevance-threshold", help="Min rating that counts as relevant."),
@@ -800,6 +802,9 @@ def main() -> None:
         sys.exit(1)
     except MemoryError:
         errors.print("error: out of memory", style="red", markup=False)
+        sys.exit(1)
+    except ValueError as error:  # a value the checks above did not name; still one line
+        errors.print(f"error: {error}", style="red", markup=False, highlight=False, soft_wrap=True)
         sys.exit(1)
 
 

@@ -19,6 +19,7 @@ from rekko.data.dataset import Dataset
 from rekko.data.splits import RandomSplit, Split
 from rekko.errors import ModelError
 from rekko.evaluation.evaluate import Protocol, TestSet, score_rankings
+from rekko.evaluation.metrics import RANKING_METRICS
 from rekko.models.registry import available_models, create_model
 
 logger = logging.getLogger(__name__)
@@ -63,8 +64,9 @@ SEARCH_SPACES: dict[str, dict[str, Dimension]] = {
     },
     "als": {
         "factors": _int(16, 256, log=True),
-        "regularization": _float(1e-3, 10, log=True),
-        "alpha": _float(0.1, 50, log=True),
+        # Around the defaults (48 and 6): quality follows regularization / alpha (about 8).
+        "regularization": _float(1, 500, log=True),
+        "alpha": _float(0.5, 50, log=True),
         "iterations": _int(5, 30),
     },
     "bpr": {
@@ -123,8 +125,14 @@ def tune(
     if trials < 1:
         raise ModelError("tune needs at least one trial")
     dims = _space(model, space)
-    fit_part, valid_part = (validation or RandomSplit(0.2, seed=seed)).split(train)
     metric_name, _, cut = metric.partition("@")
+    if metric_name not in RANKING_METRICS or not (cut == "" or (cut.isdigit() and int(cut) > 0)):
+        raise ModelError(
+            f"tune ranks items: --metric must be one of {', '.join(sorted(RANKING_METRICS))} "
+            f"with an optional @K (e.g. ndcg@10), got {metric!r}"
+        )
+    metric = f"{metric_name}@{int(cut or 10)}"
+    fit_part, valid_part = (validation or RandomSplit(0.2, seed=seed)).split(train)
     protocol = Protocol(ks=(int(cut or 10),), metrics=(metric_name,), beyond_accuracy=False)
     tests = TestSet.build(fit_part, valid_part, None)
     defaults = create_model(model).params.model_dump()

@@ -99,6 +99,8 @@ def test_config_file_drives_train(shop_csv: Path, tmp_path: Path) -> None:
         (["train", "--dataset", "demo", "-m", "popularity", "-p", "bogus=1", "-o", "x"], "bogus"),
         (["recommend", "-m", "no-such-dir", "--user", "1"], "not a rekko model folder"),
         (["evaluate", "--recommendations", "r.csv"], "go together"),
+        (["evaluate", "--dataset", "demo", "--models", "popularity", "-k", "0"], "-k"),
+        (["tune", "--dataset", "demo", "--model", "popularity", "--metric", "rmse"], "--metric"),
     ],
 )
 def test_bad_input_is_one_clear_line_without_traceback(
@@ -108,6 +110,15 @@ def test_bad_input_is_one_clear_line_without_traceback(
     assert result.returncode != 0
     assert "Traceback" not in result.stderr + result.stdout
     assert message in result.stderr
+
+
+def test_a_damaged_model_folder_is_one_clear_line(tmp_path: Path) -> None:
+    ok("train", "--dataset", "demo", "-m", "popularity", "-o", str(tmp_path / "m"))
+    (tmp_path / "m" / "state.npz").write_bytes(b"not a zip file")
+    result = rekko("recommend", "-m", str(tmp_path / "m"), "--user", "u0001")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "damaged or incomplete" in result.stderr
 
 
 def test_unknown_user_is_a_clear_error(tmp_path: Path, shop_csv: Path) -> None:

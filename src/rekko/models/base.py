@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -474,19 +475,25 @@ class Recommender(ABC):
         if cls is not Recommender and not issubclass(model_class, cls):
             raise ModelError(f"{folder} holds a '{meta['model']}' model, not '{cls.name}'")
         model = model_class(**meta["params"])
-        ids = json.loads((folder / "ids.json").read_text())
-        model.users_ = IdMap.from_json(ids["users"])
-        model.items_ = IdMap.from_json(ids["items"])
-        with np.load(folder / "seen.npz", allow_pickle=False) as seen:
-            model.seen_ = sp.csr_matrix(
-                (seen["data"], seen["indices"], seen["indptr"]), shape=tuple(seen["shape"])
-            )
-        if "item_feature_kinds" in meta:
-            model.item_features_ = _read_features(
-                folder / "item_features.parquet", meta["item_feature_kinds"]
-            )
-        with np.load(folder / "state.npz", allow_pickle=False) as state:
-            model._set_state({name: state[name] for name in state.files})
+        try:
+            ids = json.loads((folder / "ids.json").read_text())
+            model.users_ = IdMap.from_json(ids["users"])
+            model.items_ = IdMap.from_json(ids["items"])
+            with np.load(folder / "seen.npz", allow_pickle=False) as seen:
+                model.seen_ = sp.csr_matrix(
+                    (seen["data"], seen["indices"], seen["indptr"]), shape=tuple(seen["shape"])
+                )
+            if "item_feature_kinds" in meta:
+                model.item_features_ = _read_features(
+                    folder / "item_features.parquet", meta["item_feature_kinds"]
+                )
+            with np.load(folder / "state.npz", allow_pickle=False) as state:
+                model._set_state({name: state[name] for name in state.files})
+        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as error:
+            raise ModelError(
+                f"{folder}: the model's files are damaged or incomplete "
+                f"({type(error).__name__}: {error})"
+            ) from None
         model.metadata_ = meta.get("metadata", {})
         return model
 
