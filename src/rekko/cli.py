@@ -96,10 +96,18 @@ def _data(config: dict[str, Any], flags: dict[str, Any]) -> Any:
     return dataset
 
 
-def _section(config: dict[str, Any], name: str) -> dict[str, Any]:
+def _section(config: dict[str, Any], name: str, keys: tuple[str, ...]) -> dict[str, Any]:
+    """The ``[name]`` table of the config; keys it does not know are an error, not ignored."""
     section = config.get(name, {})
     if not isinstance(section, dict):
         raise DataError(f"[{name}] in the config must be a table")
+    unknown = sorted(set(section) - set(keys))
+    if unknown:
+        where = " (data settings go in [data])" if set(unknown) & set(DATA_FLAGS) else ""
+        raise DataError(
+            f"unknown key(s) {', '.join(unknown)} in [{name}] of the config{where}; "
+            f"known: {', '.join(keys)}"
+        )
     return section
 
 
@@ -198,7 +206,7 @@ def train(
     from rekko.models import create_model
 
     settings = read_config(config)
-    section = _section(settings, "train")
+    section = _section(settings, "train", ("model", "output", "params", "engine", "master"))
     model_name = model or section.get("model")
     output = output or (Path(section["output"]) if "output" in section else None)
     engine = engine or section.get("engine", "local")
@@ -479,7 +487,7 @@ def evaluate(
         result = pd.DataFrame([{"recommendations": recommendations.name, **scores}])
     else:
         settings = read_config(config)
-        section = _section(settings, "evaluate")
+        section = _section(settings, "evaluate", ("models",))
         names = (models or section.get("models") or "popularity").split(",")
         candidates = {name.strip(): create_model(name.strip()) for name in names if name.strip()}
         data = _data(settings, locals())

@@ -204,3 +204,15 @@ def test_train_and_export_a_two_tower_model(tmp_path: Path) -> None:
     assert (tmp_path / "sm" / "manifest.json").is_file()
     result = rekko("export", "-m", str(tmp_path / "tt"), "-f", "onnx", "-o", str(tmp_path / "x"))
     assert result.returncode == 1 and "savedmodel or tflite" in result.stderr
+
+
+def test_unknown_config_keys_are_errors_not_ignored(tmp_path: Path) -> None:
+    config = tmp_path / "rekko.toml"
+    config.write_text('[data]\ndataset = "demo"\n[train]\nmodle = "ease"\noutput = "m"\n')
+    result = rekko("train", "--config", str(config), "-m", "popularity", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "unknown key(s) modle in [train]" in result.stderr, result.stderr
+    config.write_text('[train]\nmodel = "popularity"\noutput = "m"\ndataset = "demo"\n')
+    result = rekko("train", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 1 and "data settings go in [data]" in result.stderr
+    assert not (tmp_path / "m").exists()
