@@ -379,6 +379,59 @@ def recommend(
 
 
 @app.command()
+def query(
+    model: Annotated[Path, typer.Option("--model", "-m", help="A trained model folder.")],
+    text: Annotated[
+        str | None,
+        typer.Option("--text", "-t", help='Free text, e.g. "minimalist hand-drawn logo".'),
+    ] = None,
+    prefer: Annotated[
+        str | None,
+        typer.Option("--prefer", help='Stated preferences as JSON: {"gig_design_style": "anime"}.'),
+    ] = None,
+    k: Annotated[int, typer.Option("-k", min=1, max=10_000, help="How many items.")] = 10,
+    filters: Annotated[
+        str | None,
+        typer.Option("--filter", help='Constraints as JSON, e.g. {"price": {"max": 50}}.'),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="CSV/JSON/Parquet file.")
+    ] = None,
+) -> None:
+    """Items for someone with no history: free text and/or stated preferences (content and
+    fallback models; item_id,rank,score)."""
+    from rekko.models import load_model
+
+    if text is None and prefer is None:
+        raise DataError("give --text, --prefer or both")
+    wanted: Any = text
+    if prefer is not None:
+        try:
+            wanted = json.loads(prefer)
+        except json.JSONDecodeError as error:
+            raise DataError(f"--prefer must be JSON ({error.msg})") from None
+        if not isinstance(wanted, dict) or not wanted:
+            raise DataError('--prefer must be a JSON object, e.g. {"category": "books"}')
+        if text is not None:
+            wanted = {**wanted, "text": text}
+    recommender = load_model(model)
+    constraint = _parse_filters(filters)
+    if hasattr(recommender, "recommend_for_query"):
+        recs = recommender.recommend_for_query(wanted, k=k, filters=constraint)
+    elif hasattr(recommender, "recommend_cold"):
+        recs = recommender.recommend_cold(wanted, k, filters=constraint)
+    else:
+        raise DataError(
+            f"model '{recommender.name}' ranks for users only: train 'content' or 'fallback' "
+            "on data with item features to answer queries"
+        )
+    if output is not None:
+        _write_table(recs, output)
+    else:
+        _print_frame(recs)
+
+
+@app.command()
 def predict(
     model: Annotated[Path, typer.Option("--model", "-m", help="A trained rating model folder.")],
     pairs: Annotated[Path, typer.Option("--pairs", help="CSV with user_id,item_id columns.")],

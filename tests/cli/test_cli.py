@@ -216,3 +216,49 @@ def test_unknown_config_keys_are_errors_not_ignored(tmp_path: Path) -> None:
     result = rekko("train", "--config", str(config), cwd=tmp_path)
     assert result.returncode == 1 and "data settings go in [data]" in result.stderr
     assert not (tmp_path / "m").exists()
+
+
+def test_query_answers_stated_needs_with_no_user(datasets_dir: Path, tmp_path: Path) -> None:
+    from rekko.data.loaders import load_fiverr
+
+    ok(
+        "train",
+        "--dataset",
+        "fiverr",
+        "--data-dir",
+        str(datasets_dir / "fiverr"),
+        "-m",
+        "content",
+        "-o",
+        str(tmp_path / "gigs"),
+    )
+    out = tmp_path / "anime.csv"
+    ok(
+        "query",
+        "-m",
+        str(tmp_path / "gigs"),
+        "--prefer",
+        '{"gig_design_style": "anime"}',
+        "--text",
+        "cute character",
+        "--filter",
+        '{"gig_price_from": {"max": 30}}',
+        "-k",
+        "8",
+        "-o",
+        str(out),
+    )
+    recs = pd.read_csv(out, dtype={"item_id": str})
+    assert list(recs.columns) == ["item_id", "rank", "score"] and len(recs) == 8
+    gigs = load_fiverr(datasets_dir / "fiverr")
+    assert gigs.item_features is not None
+    frame = gigs.item_features.frame
+    index = gigs.items.to_index(recs["item_id"])
+    assert (frame["gig_price_from"].to_numpy()[index] <= 30).all()
+    assert (frame["gig_design_style"].to_numpy()[index] == "anime").all()
+
+    result = rekko("query", "-m", str(tmp_path / "gigs"), cwd=tmp_path)
+    assert result.returncode == 1 and "give --text, --prefer or both" in result.stderr
+    ok("train", "--dataset", "demo", "-m", "popularity", "-o", str(tmp_path / "pop"))
+    result = rekko("query", "-m", str(tmp_path / "pop"), "--text", "shoes", cwd=tmp_path)
+    assert result.returncode == 1 and "ranks for users only" in result.stderr
