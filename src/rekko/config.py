@@ -77,10 +77,9 @@ class DataSpec(BaseModel):
                 return load_demo()
             from rekko.data.loaders import load_builtin
 
-            if self.data_dir is None:
-                raise DataError(f"data set {self.dataset!r} needs --data-dir (its files' folder)")
+            folder = Path(self.data_dir) if self.data_dir is not None else _cached(self.dataset)
             weights = EventWeights.parse(self.event_weights) if self.event_weights else None
-            return load_builtin(self.dataset, Path(self.data_dir), event_weights=weights)
+            return load_builtin(self.dataset, folder, event_weights=weights)
         if self.interactions is None:
             raise DataError("no data: give --interactions PATH (or --dataset demo)")
         from rekko.data.readers import load_dataset
@@ -111,6 +110,26 @@ class DataSpec(BaseModel):
             "timestamp": self.timestamp_col,
         }
         return ColumnMap(**{key: value for key, value in mapping.items() if value is not None})
+
+
+#: Built-in data sets that ``rekko datasets download`` puts in the cache, by cache folder.
+CACHED = {"movielens-100k": "ml-100k"}
+
+
+def _cached(dataset: str) -> Path:
+    """The cached copy of a downloadable built-in data set, else an error saying what to do."""
+    from rekko.data.download import default_cache_dir
+
+    variant = CACHED.get(dataset)
+    if variant is not None:
+        folder = default_cache_dir() / variant
+        if folder.is_dir():
+            return folder
+        raise DataError(
+            f"data set {dataset!r} is not in the cache ({folder}): run `rekko datasets download "
+            f"{variant}` once, or give --data-dir (its files' folder)"
+        )
+    raise DataError(f"data set {dataset!r} needs --data-dir (its files' folder)")
 
 
 def read_config(path: Path | None) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -180,3 +181,19 @@ def test_a_corrupt_archive_is_a_data_error(tmp_path: Path) -> None:
     archive.write_bytes(b"not a zip")
     with pytest.raises(DataError, match=r"not a valid zip"):
         extract_zip(archive, tmp_path)
+
+
+def test_builtin_movielens_is_read_from_the_cache_without_data_dir(
+    datasets_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rekko.config import DataSpec
+    from rekko.errors import DataError
+
+    monkeypatch.setenv("REKKO_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(DataError, match="rekko datasets download ml-100k"):
+        DataSpec(dataset="movielens-100k").load()
+    shutil.copytree(datasets_dir / "ml-100k", tmp_path / "cache" / "ml-100k")
+    data = DataSpec(dataset="movielens-100k").load()
+    assert (data.n_users, data.n_items, len(data)) == (943, 1682, 100_000)
+    with pytest.raises(DataError, match="needs --data-dir"):
+        DataSpec(dataset="fiverr").load()
