@@ -5,6 +5,7 @@ Each backend gets a uniquely named throwaway database for this module, dropped a
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,8 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
         with temporary_database(request.param) as url:
             yield url
     except OperationalError as error:
+        if os.environ.get("CI"):  # CI has both servers: a missing one is a failure there
+            raise
         pytest.skip(f"{request.param} server not reachable: {error.orig}")
 
 
@@ -52,7 +55,26 @@ def test_service_end_to_end(database_url: str, tmp_path: Path) -> None:
             "/items", json={"items": [{"item_id": "x1", "features": {"title": "Ünïcode ✓"}}]}
         )
         assert client.get("/items/x1").json()["features"] == {"title": "Ünïcode ✓"}
+        assert client.put(
+            "/users", json={"users": [{"user_id": "new-user", "features": {"age": 41}}]}
+        ).json() == {"inserted": 1, "updated": 0}
+        assert client.get("/users/new-user").json()["features"] == {"age": 41}
+        first = client.get("/ready").json()["model_version"]
         job = wait_for_job(client, client.post("/training/jobs", json={}).json()["job_id"])
         assert job["status"] == "succeeded" and job["activated"]
+        assert client.get("/ready").json()["model_version"] == job["version"]
+        kept = wait_for_job(
+            client,
+            client.post("/training/jobs", json={"algorithm": "random", "activate": "never"}).json()[
+                "job_id"
+            ],
+        )
+        assert kept["status"] == "succeeded" and not kept["activated"]
+        versions = {row["version"] for row in client.get("/models").json()}
+        assert {first, job["version"], kept["version"]} <= versions
+        activated = client.post(f"/models/{kept['version']}/activate").json()
+        assert activated["active"] == kept["version"]
+        assert client.get("/ready").json()["model_version"] == kept["version"]
+        assert client.post("/models/rollback").json()["active"] == job["version"]
         assert client.get("/ready").json()["model_version"] == job["version"]
         client.get("/online-metrics").raise_for_status()

@@ -6,6 +6,7 @@ Each backend gets one throwaway database per module (PostgreSQL/MariaDB: a uniqu
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +42,8 @@ def database_url(
         with temporary_database(request.param) as url:
             yield url
     except OperationalError as error:  # the server is not running on this machine
+        if os.environ.get("CI"):  # CI has both servers: a missing one is a failure there
+            raise
         pytest.skip(f"{request.param} server not reachable: {error.orig}")
 
 
