@@ -286,3 +286,42 @@ def test_a_burst_of_impressions_is_written_in_chunks_and_none_is_lost(tmp_path: 
         assert state.flush_impressions() == 0
     finally:
         state.engine.dispose()
+
+
+def test_event_trigger_counts_from_the_newest_version_even_if_not_activated(
+    tmp_path: Path,
+) -> None:
+    settings = settings_for(tmp_path, retrain_after_events=3, retrain_cooldown_s=0)
+    with TestClient(create_app(settings)) as client:
+        state = _state(client)
+
+        def send(first: int, count: int) -> None:
+            events = [
+                {"user_id": "u0001", "item_id": f"i{n:04d}", "event_id": f"trigger-{n}"}
+                for n in range(first, first + count)
+            ]
+            assert client.post("/events", json={"events": events}).json()["stored"] == count
+
+        send(1, 3)
+        kept = _train(client, activate="never")  # sees the 3 events; the active one does not
+        assert kept["activated"] is False
+        assert state.maybe_retrain() is None, "a kept-back version's events triggered again"
+        send(4, 2)
+        assert state.maybe_retrain() is None
+        send(6, 1)
+        job = state.maybe_retrain()
+        assert job is not None
+        assert wait_for_job(client, job)["trigger"] == "events"
+
+
+def test_scheduled_retraining_runs_on_its_own(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, retrain_interval_s=0.5, retrain_cooldown_s=0)
+    with TestClient(create_app(settings)) as client:
+        state = _state(client)
+        deadline = time.monotonic() + 20
+        last = repo.last_finished_job(state.engine)
+        while time.monotonic() < deadline and (last is None or last["trigger"] != "schedule"):
+            time.sleep(0.1)
+            last = repo.last_finished_job(state.engine)
+        assert last is not None and last["trigger"] == "schedule", last
+        assert last["status"] == "succeeded"

@@ -136,9 +136,11 @@ class ServiceState:
         if last is not None and now - float(last["finished_at"]) < settings.retrain_cooldown_s:
             return None
         trigger = None
-        active = self.pool.active
         if settings.retrain_after_events is not None:
-            watermark = active.info.events_watermark if active is not None else 0
+            # Events since the newest trained version, activated or not: a version the quality
+            # gate kept back has seen those events too, so they do not trigger another job.
+            versions = self.registry.list()
+            watermark = max((info.events_watermark for info in versions), default=0)
             if repo.count_events_after(self.engine, watermark) >= settings.retrain_after_events:
                 trigger = "events"
         if trigger is None and settings.retrain_interval_s is not None:
