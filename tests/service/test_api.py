@@ -143,6 +143,19 @@ def test_validation_errors_name_the_field(client: TestClient) -> None:
     assert not_json.status_code == 422
     version = client.get("/users/u0001/recommendations", params={"version": "missing"})
     assert version.status_code == 404
+    not_a_name = client.get("/users/u0001/recommendations", params={"version": "../x"})
+    assert not_a_name.status_code == 422
+    assert not_a_name.json()["detail"][0]["field"] == "query.version"
+    for preferences, word in (({"colour": "red"}, "colour"), ({"price": {"max": "x"}}, "price")):
+        stated = client.post("/recommendations/anonymous", json={"preferences": preferences})
+        assert stated.status_code == 422, stated.text
+        problem = stated.json()["detail"][0]
+        assert problem["field"] == "body.preferences" and word in problem["reason"], problem
+    both = client.post(
+        "/recommendations/anonymous",
+        json={"preferences": {"colour": "red"}, "filters": {"price": {"max": 50}}},
+    )
+    assert both.json()["detail"][0]["field"] == "body.preferences"
 
 
 def test_limits_on_body_size_and_batch(tmp_path: Path) -> None:

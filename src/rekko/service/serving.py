@@ -55,6 +55,10 @@ MAX_PENDING_ITEMS = 200
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
+class PreferenceError(DataError):
+    """Stated preferences that name unknown features or give values they cannot take."""
+
+
 @dataclass(frozen=True)
 class Ranked:
     """A ranked list as the API returns it."""
@@ -321,7 +325,11 @@ class ServedModel:
             if basket:
                 return self.like_these(basket, k, constraint, exclude, fallback="basket")
             if preferences:
-                stated = parse_constraints(preferences)
+                try:
+                    stated = parse_constraints(preferences)
+                    self._allowed(stated, ())  # features the catalogue has, values they take
+                except (DataError, ModelError) as error:
+                    raise PreferenceError(str(error)) from None
                 combined = stated if constraint is None else AllOf((constraint, stated))
                 return self.popular(k, combined, exclude, fallback="preferences", note=note)
             if query:

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from rekko.constraints import Constraint, parse_constraints
 from rekko.errors import DataError, ModelError
 from rekko.service.errors import ApiError, invalid
-from rekko.service.serving import Ranked, ServedModel
+from rekko.service.serving import PreferenceError, Ranked, ServedModel
 from rekko.service.state import ServiceState
 
 
@@ -55,6 +55,8 @@ def blame_filters(constraint: Constraint | None, field: str) -> Iterator[None]:
     features) as a 422 on the filters field."""
     try:
         yield
+    except PreferenceError as error:
+        raise invalid("body.preferences", str(error)) from None
     except (DataError, ModelError) as error:
         if constraint is None:
             raise
@@ -68,12 +70,18 @@ def split_list(text: str | None) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-async def pick_model(state: ServiceState, user_id: str | None, version: str | None) -> ServedModel:
+async def pick_model(
+    state: ServiceState, user_id: str | None, version: str | None, field: str = "query.version"
+) -> ServedModel:
     """The version named in the request, else the user's A/B arm or the active version."""
     if version:
         served = state.pool.get(version)
         if served is None:
-            if not state.registry.exists(version):
+            try:
+                known = state.registry.exists(version)
+            except (DataError, ModelError) as error:  # not a version name at all
+                raise invalid(field, str(error)) from None
+            if not known:
                 raise ApiError(404, "not_found", f"unknown model version {version!r}")
             served = await run_in_threadpool(state.pool.load, version, state.engine)
         return served

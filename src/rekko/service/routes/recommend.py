@@ -53,7 +53,7 @@ async def _for_user(
     state = service(request)
     check_k(state, k, f"{where}.k")
     constraint = constraints(filters, f"{where}.filters")
-    served = await pick_model(state, user_id, version)
+    served = await pick_model(state, user_id, version, f"{where}.version")
     blocked = state.catalogue.blocked
     with blame_filters(constraint, f"{where}.filters"):
         ranked = served.recommend_user(
@@ -117,7 +117,7 @@ async def recommend_anonymous(request: Request, body: AnonymousRecommendationReq
     state = service(request)
     check_k(state, body.k, "body.k")
     constraint = constraints(body.filters, "body.filters")
-    served = await pick_model(state, body.user_id, body.version)
+    served = await pick_model(state, body.user_id, body.version, "body.version")
     blocked = state.catalogue.blocked
     with blame_filters(constraint, "body.filters"):
         ranked = served.recommend_anonymous(
