@@ -501,6 +501,10 @@ def evaluate(
         Path | None,
         typer.Option("--report", help="Also write an HTML report with charts (opens offline)."),
     ] = None,
+    images: Annotated[
+        str | None,
+        typer.Option("--images", help="With --report, also write each chart as svg or png."),
+    ] = None,
     config: ConfigOpt = None,
     dataset: DatasetOpt = None,
     data_dir: DataDirOpt = None,
@@ -527,6 +531,8 @@ def evaluate(
     from rekko.models import create_model
 
     protocol = Protocol(ks=tuple(k or [10]), relevance_threshold=threshold)
+    if images is not None and (images not in ("svg", "png") or report is None):
+        raise DataError("--images must be svg or png, and goes with --report")
     if recommendations is not None or test is not None:
         if report is not None:
             raise DataError("--report compares trained models; it does not take --recommendations")
@@ -554,7 +560,10 @@ def evaluate(
                 details = evaluate_with_details(candidates, data, splitter, protocol=protocol)
                 result = details.metrics
                 evaluation_report(
-                    details, report, subtitle=f"{data.name}, {split} split, seed {seed}"
+                    details,
+                    report,
+                    subtitle=f"{data.name}, {split} split, seed {seed}",
+                    image_format=cast(Any, images),
                 )
                 console.print(f"Wrote the report to {report}")
     _print_frame(

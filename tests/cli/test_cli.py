@@ -188,6 +188,8 @@ def test_explore_and_evaluation_reports_are_written(tmp_path: Path) -> None:
         "10",
         "--report",
         str(report),
+        "--images",
+        "svg",
         "-o",
         str(tmp_path / "table.csv"),
     )
@@ -195,6 +197,10 @@ def test_explore_and_evaluation_reports_are_written(tmp_path: Path) -> None:
     table = pd.read_csv(tmp_path / "table.csv")
     assert table["model"].tolist() == ["popularity", "random"]
     assert "popularity" in report.read_text()
+    charts = sorted((tmp_path / "evaluation_charts").glob("*.svg"))
+    assert len(charts) >= 3 and all("<svg" in chart.read_text() for chart in charts)
+    result = rekko("evaluate", "--dataset", "demo", "--images", "svg", cwd=tmp_path)
+    assert result.returncode == 1 and "goes with --report" in result.stderr
 
 
 def test_train_and_export_a_two_tower_model(tmp_path: Path) -> None:

@@ -119,3 +119,27 @@ def _price_cells(html: str) -> list[str]:
 def test_open_without_keys(tmp_path: Path) -> None:
     with TestClient(create_app(settings_for(tmp_path))) as open_client:
         assert open_client.get("/dashboard").status_code == 200
+
+
+def test_overview_shows_online_metrics_of_served_and_followed_lists(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, read_key=READ, events_key=EVENTS, admin_key=ADMIN)
+    with TestClient(create_app(settings)) as client:
+        served = client.get(
+            "/users/u0003/recommendations", params={"k": 4}, headers={"X-API-Key": READ}
+        ).json()
+        first = served["items"][0]["item_id"]
+        stored = client.post(
+            "/events",
+            json={"events": [{"user_id": "u0003", "item_id": first, "event_id": "follow-1"}]},
+            headers={"X-API-Key": EVENTS},
+        )
+        assert stored.json()["stored"] == 1
+        page = client.get("/dashboard", headers={"X-API-Key": READ}).text
+        table = page[page.index('id="online-metrics"') :]
+        table = table[: table.index("</table>")]
+        row = re.search(rf"{re.escape(served['model_version'])}</td>(.*?)</tr>", table, re.S)
+        assert row is not None, table
+        cells = re.findall(r"<td[^>]*>([^<]*)</td>", row.group(1))
+        assert cells[:3] == ["1", "4", "1"], cells  # one request, 4 items shown, 1 followed
+        events = page[page.index('data-stat="events">') :]
+        assert events.startswith('data-stat="events">') and "events per minute" in page.lower()

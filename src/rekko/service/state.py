@@ -33,6 +33,8 @@ MAX_BUFFERED_IMPRESSIONS = 1_000_000
 #: Impressions written per transaction, and the pause between two such writes.
 IMPRESSION_CHUNK = 500
 IMPRESSION_PAUSE_S = 0.003
+#: How old the dashboard's online metrics may be.
+OVERVIEW_METRICS_MAX_AGE_S = 10.0
 
 
 class ImpressionLog:
@@ -84,6 +86,7 @@ class ServiceState:
         self.worker_id = secrets.token_hex(4)
         self._sync_lock = threading.Lock()
         self.started_at = time.time()
+        self._overview_metrics: tuple[float, list[dict[str, Any]]] | None = None
 
     # -- start and stop --------------------------------------------------------------------
     def prepare(self) -> None:
@@ -189,6 +192,23 @@ class ServiceState:
             if len(batch) == IMPRESSION_CHUNK:
                 time.sleep(IMPRESSION_PAUSE_S)
         return written
+
+    def recent_online_metrics(self) -> list[dict[str, Any]]:
+        """Online metrics of the last 7 days for the dashboard, recomputed at most every
+        :data:`OVERVIEW_METRICS_MAX_AGE_S` seconds: the query reads every impression of the
+        week, too much to repeat on each page view of a busy service."""
+        cached = self._overview_metrics
+        if cached is not None and time.monotonic() - cached[0] < OVERVIEW_METRICS_MAX_AGE_S:
+            return cached[1]
+        self.flush_impressions()
+        rows = repo.online_metrics(
+            self.engine,
+            since=time.time() - 7 * 86_400,
+            window_s=self.settings.followup_window_s,
+            positive_events=self.settings.positive_events,
+        )
+        self._overview_metrics = (time.monotonic(), rows)
+        return rows
 
     def sync(self) -> None:
         """One round of background upkeep (blocking; run it in a thread)."""

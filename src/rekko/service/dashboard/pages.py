@@ -111,13 +111,7 @@ def _overview_data(state: ServiceState, offset: int) -> dict[str, Any]:
             .limit(PAGE_SIZE + 1)
             .offset(offset)
         ).all()
-    state.flush_impressions()
-    online = repo.online_metrics(
-        state.engine,
-        since=now - 7 * 86_400,
-        window_s=state.settings.followup_window_s,
-        positive_events=state.settings.positive_events,
-    )
+    online = state.recent_online_metrics()
     return {
         "users": n_users,
         "items": n_items,
