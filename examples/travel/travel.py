@@ -20,7 +20,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -108,18 +109,47 @@ def _km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * 6371.0088 * math.asin(math.sqrt(a))
 
 
-def serve(frames: dict[str, pd.DataFrame], user: str, k: int, epochs: int) -> dict[str, Any]:
-    """A fresh service (SQLite): places and users in, events in, a multitask training job, then
-    recommendations with and without the distance constraint."""
+@contextmanager
+def scratch_database(server: str) -> Iterator[str]:
+    """A new, uniquely named database on the server of ``server`` (dropped afterwards)."""
+    url = sa.make_url(server)
+    name = f"travel_service_{secrets.token_hex(4)}"
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4"))
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
+        admin.dispose()
+
+
+def wait_for(http: Any, job_id: str, timeout: float = 120) -> dict[str, Any]:
+    """Poll ``GET /training/jobs/{id}`` until the job has finished."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job: dict[str, Any] = http.get(f"/training/jobs/{job_id}").json()
+        if job["status"] in ("succeeded", "failed"):
+            return job
+        time.sleep(0.2)
+    raise RuntimeError(f"training job {job_id} did not finish in {timeout:.0f} s")
+
+
+def serve(
+    frames: dict[str, pd.DataFrame], user: str, k: int, epochs: int, database: str
+) -> dict[str, Any]:
+    """A fresh service whose database is a new MariaDB database: places and users in, events
+    in, a multitask training job, then recommendations with and without the distance
+    constraint."""
     from fastapi.testclient import TestClient
 
     from rekko.service import create_app
     from rekko.service.settings import ServeSettings
-    from rekko.service.testing import wait_for_job
 
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as folder, scratch_database(database) as url:
         settings = ServeSettings(
-            database_url=f"sqlite:///{Path(folder) / 'rekko.db'}",
+            database_url=url,
             model_dir=Path(folder) / "models",
             training_executor="thread",
             bootstrap_demo=False,
@@ -146,7 +176,7 @@ def serve(frames: dict[str, pd.DataFrame], user: str, k: int, epochs: int) -> di
             params = {"max_epochs": epochs, "embedding_dim": 32, "heads": {"like": 1, "add": 1}}
             job = http.post("/training/jobs", json={"algorithm": "multitask", "params": params})
             job.raise_for_status()
-            done = wait_for_job(http, job.json()["job_id"], timeout=120)
+            done = wait_for(http, job.json()["job_id"])
             if done["status"] != "succeeded":
                 raise RuntimeError(f"training failed: {done}")
             if not done["activated"]:
@@ -157,7 +187,12 @@ def serve(frames: dict[str, pd.DataFrame], user: str, k: int, epochs: int) -> di
                 f"/users/{user}/recommendations",
                 params={"k": k, "fields": fields, "filters": json.dumps(NEAR)},
             )
-            return {"job": done, "plain": plain.json(), "near": near.json()}
+            return {
+                "job": done,
+                "plain": plain.json(),
+                "near": near.json(),
+                "database": sa.make_url(url).render_as_string(hide_password=True),
+            }
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -236,8 +271,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
 
     started = time.perf_counter()
-    answers = serve(frames, user, args.k, args.epochs)
-    print(f"service: trained {answers['job']['version']} in {time.perf_counter() - started:.1f} s")
+    answers = serve(frames, user, args.k, args.epochs, args.database)
+    print(
+        f"service on {answers['database']}: trained {answers['job']['version']} "
+        f"in {time.perf_counter() - started:.1f} s"
+    )
     for key in ("plain", "near"):
         print(
             f"  GET /users/{user}/recommendations" + (f" filters={NEAR}" if key == "near" else "")

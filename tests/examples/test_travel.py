@@ -11,6 +11,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from sqlalchemy import make_url as sa_url
 
 pytestmark = [pytest.mark.slow, pytest.mark.db]
 
@@ -45,7 +46,9 @@ def summary(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         result = _load().main(["--out", str(out), "--database", MARIADB, "--table", table])
         with engine.connect() as connection:
             left = sa.inspect(connection).has_table(table)
+            databases = set(sa.inspect(connection).get_schema_names())
         result["table_left"] = left
+        result["databases_left"] = databases
         return result
     finally:
         with engine.begin() as connection:
@@ -69,6 +72,10 @@ def test_multitask_heads(summary: dict[str, Any]) -> None:
 
 def test_service_trains_and_recommends_near(summary: dict[str, Any]) -> None:
     http = summary["http"]
+    # The service ran on its own MariaDB database, dropped afterwards.
+    served_from = sa_url(http["database"])
+    assert served_from.get_backend_name() == "mysql", http["database"]
+    assert served_from.database not in summary["databases_left"]
     assert http["job"]["status"] == "succeeded" and http["job"]["algorithm"] == "multitask"
     plain, near = http["plain"]["items"], http["near"]["items"]
     assert len(plain) == 5 and len(near) == 5
