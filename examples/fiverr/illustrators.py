@@ -48,14 +48,26 @@ def _clean(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def serve(data: Any, items: pd.DataFrame, client_id: str, k: int) -> dict[str, Any]:
-    """Load the gigs and reviews into a fresh service (SQLite), train content and item-knn,
-    and ask it for a stated need with a budget, free text, and a known client."""
+def wait_for(http: Any, job_id: str, timeout: float = 120) -> dict[str, Any]:
+    """Poll ``GET /training/jobs/{id}`` until the job has finished."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job: dict[str, Any] = http.get(f"/training/jobs/{job_id}").json()
+        if job["status"] in ("succeeded", "failed"):
+            return job
+        time.sleep(0.2)
+    raise RuntimeError(f"training job {job_id} did not finish in {timeout:.0f} s")
+
+
+def serve(
+    data: Any, items: pd.DataFrame, client_id: str, k: int, two_tower: dict[str, Any]
+) -> dict[str, Any]:
+    """Load the gigs and reviews into a fresh service (SQLite), train content, item-knn and
+    two-tower, and ask it for a stated need with a budget, free text, and a known client."""
     from fastapi.testclient import TestClient
 
     from rekko.service import create_app
     from rekko.service.settings import ServeSettings
-    from rekko.service.testing import wait_for_job
 
     answers: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as folder:
@@ -81,9 +93,11 @@ def serve(data: Any, items: pd.DataFrame, client_id: str, k: int) -> dict[str, A
             ]
             http.post("/events", json={"events": events}).raise_for_status()
             versions = {}
-            for algorithm in ("content", "item-knn"):
-                job = http.post("/training/jobs", json={"algorithm": algorithm}).json()
-                done = wait_for_job(http, job["job_id"], timeout=120)
+            for algorithm, params in (("content", {}), ("item-knn", {}), ("two-tower", two_tower)):
+                job = http.post(
+                    "/training/jobs", json={"algorithm": algorithm, "params": params}
+                ).json()
+                done = wait_for(http, job["job_id"])
                 if done["status"] != "succeeded":
                     raise RuntimeError(f"training {algorithm} failed: {done}")
                 versions[algorithm] = done["version"]
@@ -103,11 +117,20 @@ def serve(data: Any, items: pd.DataFrame, client_id: str, k: int) -> dict[str, A
                 "/recommendations/anonymous",
                 json={"query": FREE_TEXT, "k": k, "fields": ["gig_design_style"]},
             ).json()
-            known = http.get(
-                f"/users/{client_id}/recommendations",
-                params={"k": k, "version": versions["item-knn"]},
-            ).json()
-            answers = {"versions": versions, "stated": stated, "text": text, "known": known}
+            known, towers = (
+                http.get(
+                    f"/users/{client_id}/recommendations",
+                    params={"k": k, "version": versions[algorithm]},
+                ).json()
+                for algorithm in ("item-knn", "two-tower")
+            )
+            answers = {
+                "versions": versions,
+                "stated": stated,
+                "text": text,
+                "known": known,
+                "known two-tower": towers,
+            }
     return answers
 
 
@@ -148,10 +171,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(f"client {client!r} reviewed {len(seen)} gigs")
     summary["client"] = client
     summary["client_seen"] = sorted(seen)
-    for name, params in (
-        ("item-knn", {}),
-        ("two-tower", {"max_epochs": args.epochs, "embedding_dim": 32, "seed": 7}),
-    ):
+    two_tower = {"max_epochs": args.epochs, "embedding_dim": 32, "seed": 7}
+    for name, params in (("item-knn", {}), ("two-tower", two_tower)):
         started = time.perf_counter()
         model = create_model(name, **params).fit(data)
         recs = model.recommend([client], k=k)
@@ -163,9 +184,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     # 3. The service: the same questions over HTTP.
     if not args.no_service:
         started = time.perf_counter()
-        answers = serve(data, items, client, k)
+        answers = serve(data, items, client, k, two_tower)
         print(f"service answered in {time.perf_counter() - started:.1f} s")
-        for key in ("stated", "text", "known"):
+        for key in ("stated", "text", "known", "known two-tower"):
             body = answers[key]
             print(f"  HTTP {key}: fallback={body.get('fallback')}", end=" ")
             print([item["item_id"] for item in body.get("items", [])])

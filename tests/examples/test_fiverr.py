@@ -70,3 +70,9 @@ def test_service_answers_like_the_library(summary: dict[str, Any]) -> None:
     assert known["fallback"] is None
     assert known["model_version"] == http["versions"]["item-knn"]
     assert [item["item_id"] for item in known["items"]] == summary["item-knn"]
+    towers = http["known two-tower"]
+    assert towers["fallback"] is None
+    assert towers["model_version"] == http["versions"]["two-tower"]
+    # Trained by the service from what it stored (its own id order), so not the same list.
+    served = [item["item_id"] for item in towers["items"]]
+    assert len(set(served)) == 5 and set(summary["client_seen"]).isdisjoint(served)
