@@ -9,6 +9,8 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, cast
 
@@ -94,6 +96,42 @@ def _data(config: dict[str, Any], flags: dict[str, Any]) -> Any:
         dataset = data_spec(config, chosen).load()
     console.print(f"[dim]{dataset}[/dim]")
     return dataset
+
+
+@contextmanager
+def _working(description: str) -> Iterator[None]:
+    """A spinner for ``description``, plus a progress bar for each kind of step the library
+    reports meanwhile (training epochs, tuning trials, models evaluated)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TaskID,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from rekko import progress
+
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as bars:
+        bars.add_task(description, total=None)
+        tasks: dict[str, TaskID] = {}
+
+        def listen(task: str, done: int, total: int) -> None:
+            if task not in tasks:
+                tasks[task] = bars.add_task(task, total=total)
+            bars.update(tasks[task], completed=done, total=total)
+
+        with progress.listening(listen):
+            yield
 
 
 def _section(config: dict[str, Any], name: str, keys: tuple[str, ...]) -> dict[str, Any]:
@@ -226,7 +264,7 @@ def train(
     recommender = create_model(model_name, **params)
     data = _data(settings, locals())
     started = time.perf_counter()
-    with console.status(f"Training {model_name}..."):
+    with _working(f"Training {model_name}"):
         recommender.fit(data)
     seconds = time.perf_counter() - started
     recommender.save(output)
@@ -551,7 +589,7 @@ def evaluate(
         candidates = {name.strip(): create_model(name.strip()) for name in names if name.strip()}
         data = _data(settings, locals())
         splitter = make_split(split, test_fraction=test_fraction, seed=seed)
-        with console.status(f"Evaluating {len(candidates)} model(s) on a {split} split..."):
+        with _working(f"Evaluating {len(candidates)} model(s) on a {split} split"):
             if report is None:
                 result = run_evaluation(candidates, data, splitter, protocol=protocol)
             else:
@@ -687,7 +725,7 @@ def tune(
     from rekko.tuning import tune as run_tuning
 
     data = _data(read_config(config), locals())
-    with console.status(f"Tuning {model} ({trials} trials per model)..."):
+    with _working(f"Tuning {model} ({trials} trials per model)"):
         if model == "auto":
             best, summary = select(data, trials=trials, metric=metric, seed=seed)
             _print_frame(summary.astype({"params": str}), title="Best of each family")

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from rekko import progress
 from rekko.data.dataset import Dataset
 from rekko.data.splits import RandomSplit, Split
 from rekko.errors import ModelError
@@ -151,6 +152,7 @@ def tune(
         ranked = candidate.recommend_indices(tests.users, max(protocol.ks))
         score = score_rankings(ranked, tests, fit_part, protocol)[metric]
         trial.set_user_attr("seconds", time.perf_counter() - started)
+        progress.step(f"{model} trials", trial.number + 1, trials)
         return score
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -23,6 +23,7 @@ import numpy.typing as npt
 import pandas as pd
 import scipy.sparse as sp
 
+from rekko import progress
 from rekko.data.dataset import Dataset
 from rekko.data.splits import RandomSplit, Split
 from rekko.errors import DataError
@@ -160,7 +161,8 @@ def evaluate(
     named = dict(models) if isinstance(models, Mapping) else label_models(models)
     tests = TestSet.build(train, test, protocol.relevance_threshold)
     rows = []
-    for label, model in named.items():
+    for number, (label, model) in enumerate(named.items()):
+        progress.step("models evaluated", number, len(named))
         started = time.perf_counter()
         model.fit(train)
         fitted = time.perf_counter()
@@ -180,6 +182,7 @@ def evaluate(
         row["cold_users"] = tests.cold_users
         logger.info("evaluated %s: %s", label, row)
         rows.append(row)
+    progress.step("models evaluated", len(named), len(named))
     return pd.DataFrame(rows)
 
 

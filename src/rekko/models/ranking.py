@@ -30,6 +30,7 @@ import pandas as pd
 import scipy.sparse as sp
 from pydantic import Field
 
+from rekko import progress
 from rekko.data.dataset import Dataset
 from rekko.errors import ModelError
 from rekko.models import _tf
@@ -307,6 +308,7 @@ class PointwiseModel(Recommender):
                 logger.info("%s (%.1f s)", message, time.perf_counter() - started)
             else:
                 logger.debug(message)
+            progress.step(f"{self.name} epochs", epoch, p.max_epochs)
             if stop:
                 break
         if validation is not None and stopper.best_weights is not None:

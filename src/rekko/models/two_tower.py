@@ -31,6 +31,7 @@ import pandas as pd
 import scipy.sparse as sp
 from pydantic import Field
 
+from rekko import progress
 from rekko.constraints import Constraint
 from rekko.data.dataset import Dataset
 from rekko.errors import ModelError
@@ -291,6 +292,7 @@ class TwoTower(Recommender):
                 logger.info("%s (%.1f s)", message, time.perf_counter() - started)
             else:
                 logger.debug(message)
+            progress.step(f"{self.name} epochs", epoch, p.max_epochs)
             if stop:
                 break
         if validation is not None and stopper.best_weights is not None:

@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from rekko import progress
 from rekko.data.dataset import Dataset
 from rekko.data.splits import RandomSplit, Split
 from rekko.evaluation import metrics as m
@@ -98,7 +99,8 @@ def evaluate_with_details(
     rows: list[dict[str, float | str | int]] = []
     curves: list[dict[str, float | str | int]] = []
     per_user: dict[str, dict[str, FloatArray]] = {}
-    for label, model in named.items():
+    for number, (label, model) in enumerate(named.items()):
+        progress.step("models evaluated", number, len(named))
         started = time.perf_counter()
         model.fit(train)
         fitted = time.perf_counter()
