@@ -126,3 +126,14 @@ def test_quality_bands_on_movielens(ml100k: Dataset) -> None:
     ).set_index("model")
     assert 0.39 <= table.loc["item-knn", "ndcg@10"] <= 0.55, table.loc["item-knn", "ndcg@10"]
     assert 0.385 <= table.loc["user-knn", "ndcg@10"] <= 0.55, table.loc["user-knn", "ndcg@10"]
+
+
+def test_similarities_do_not_depend_on_threads_or_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(5)
+    vectors = sp.random(300, 120, density=0.05, random_state=rng, dtype=np.float32).tocsr()
+    parallel = neighbors.top_k_cosine(vectors, 10, shrinkage=2.0)
+    monkeypatch.setattr(neighbors, "MAX_THREADS", 1)
+    monkeypatch.setattr(neighbors, "BLOCK_CELLS", 300 * 7)  # many small blocks, one thread
+    serial = neighbors.top_k_cosine(vectors, 10, shrinkage=2.0)
+    assert (parallel != serial).nnz == 0
+    assert parallel.shape == (300, 300) and parallel.diagonal().max() == 0

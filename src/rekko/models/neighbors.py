@@ -29,6 +29,8 @@ count at once without retraining (``abilities.fold_in``).
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import numpy as np
@@ -44,6 +46,9 @@ Weighting = Literal["none", "tfidf", "bm25"]
 
 #: Dense similarity cells computed at once while building the sparse top-k matrix (64 MiB).
 BLOCK_CELLS = 1 << 24
+#: Threads that compute similarity blocks at once (at most one per core).
+MAX_THREADS = 8
+FloatArray = npt.NDArray[np.float32]
 #: Below this many cells the transposed vectors are made dense: a sparse x dense product is
 #: three times faster than sparse x sparse on MovieLens-100K.
 DENSE_CELLS = 1 << 25
@@ -146,7 +151,9 @@ def top_k_cosine(vectors: sp.csr_matrix, k: int, shrinkage: float) -> sp.csr_mat
     """Each row's ``k`` most similar other rows by shrunk cosine, as a sparse square matrix.
 
     Only positive similarities are kept. Rows are processed in blocks so that memory stays
-    bounded by :data:`BLOCK_CELLS` dense cells whatever the number of rows.
+    bounded by :data:`BLOCK_CELLS` dense cells whatever the number of rows; the blocks run on
+    one thread per core (the products and partitions release the interpreter), and the
+    result does not depend on how many there are.
     """
     vectors = sp.csr_matrix(vectors, dtype=np.float32)
     n = vectors.shape[0]
@@ -154,11 +161,10 @@ def top_k_cosine(vectors: sp.csr_matrix, k: int, shrinkage: float) -> sp.csr_mat
     columns = sp.csc_matrix(vectors.T)
     transposed = columns.toarray() if n * vectors.shape[1] <= DENSE_CELLS else columns
     k = min(k, max(n - 1, 1))
-    block = max(1, BLOCK_CELLS // max(n, 1))
-    counts: list[npt.NDArray[np.int64]] = []
-    cols: list[npt.NDArray[np.int32]] = []
-    values: list[npt.NDArray[np.float32]] = []
-    for start in range(0, n, block):
+    threads = max(1, min(os.cpu_count() or 1, MAX_THREADS))
+    block = max(1, min(BLOCK_CELLS // threads // max(n, 1), -(-n // (4 * threads))))
+
+    def rows(start: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], FloatArray]:
         stop = min(start + block, n)
         product = vectors[start:stop] @ transposed
         gram = np.asarray(product if isinstance(product, np.ndarray) else product.toarray())
@@ -175,9 +181,15 @@ def top_k_cosine(vectors: sp.csr_matrix, k: int, shrinkage: float) -> sp.csr_mat
             best = np.broadcast_to(np.arange(n), gram.shape)
         best_values = -np.take_along_axis(gram, best, axis=1)
         keep = best_values > 0
-        counts.append(keep.sum(axis=1))
-        cols.append(best[keep].astype(np.int32))
-        values.append(best_values[keep])
+        return keep.sum(axis=1), best[keep].astype(np.int32), best_values[keep]
+
+    starts = range(0, n, block)
+    if threads > 1 and len(starts) > 1:
+        with ThreadPoolExecutor(threads) as pool:
+            parts = list(pool.map(rows, starts))
+    else:
+        parts = [rows(start) for start in starts]
+    counts, cols, values = zip(*parts, strict=True) if parts else ((), (), ())
     indptr = np.concatenate([[0], np.cumsum(np.concatenate(counts))]).astype(np.int32)
     return sp.csr_matrix(
         (np.concatenate(values), np.concatenate(cols), indptr), shape=(n, n), dtype=np.float32
