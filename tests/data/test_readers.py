@@ -384,3 +384,21 @@ def test_latin1_files_through_both_readers(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(readers, "_read_with_arrow", lambda *args, **kwargs: None)
     slow = read_features(path, id_column="item_id", target="item", encoding="latin-1")
     assert fast["title"].tolist() == slow["title"].tolist() == ["Café Noir"]
+
+
+def test_rows_of_parquet_and_sql_sources_are_counted_from_one(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"user_id": [1, 2, 3], "item_id": [10, 11, 12], "rating": [4, -1, 5]})
+    frame.to_parquet(tmp_path / "ratings.parquet")
+    frame.to_csv(tmp_path / "ratings.csv", index=False)
+    with pytest.raises(DataError, match=r"ratings.parquet, row 2, column 'rating'"):
+        load_dataset(tmp_path / "ratings.parquet")
+    with pytest.raises(DataError, match=r"ratings.csv, row 3, column 'rating'"):
+        load_dataset(tmp_path / "ratings.csv")  # the header is line 1
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    frame.to_sql("ratings", url, index=False)
+    with pytest.raises(DataError, match=r"row 2, column 'rating'"):
+        load_dataset(url, table="ratings")
+    items = pd.DataFrame({"item_id": [10, 11, 11], "title": ["a", "b", "c"]})
+    items.to_parquet(tmp_path / "items.parquet")
+    with pytest.raises(DataError, match=r"items.parquet, row 3, column 'item_id': duplicate id 11 "):
+        load_dataset(tmp_path / "ratings.csv", items=tmp_path / "items.parquet")

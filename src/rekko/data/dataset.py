@@ -95,7 +95,7 @@ class EventWeights:
                 first = _first(unknown[codes])
                 known = ", ".join(sorted(self.weights)) or "none configured"
                 raise DataError(
-                    f"unknown event type {_show(names[codes[first]])} (known: {known}; set a "
+                    f"unknown event type {show_value(names[codes[first]])} (known: {known}; set a "
                     "default weight with '*=1')",
                     source=source,
                     row=_line(first),
@@ -110,7 +110,7 @@ def _line(position: int) -> int:
     return position + 2
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
     """A value as a person wrote it: numbers plain, text quoted (no numpy reprs)."""
     if isinstance(value, np.generic):
         value = value.item()
@@ -160,7 +160,7 @@ class FeatureTable:
         if duplicated.any():
             first = _first(duplicated)
             raise DataError(
-                f"duplicate id {_show(table[id_column].iloc[first])} in a feature table",
+                f"duplicate id {show_value(table[id_column].iloc[first])} in a feature table",
                 source=source,
                 row=_line(first),
                 column=id_column,
@@ -186,7 +186,7 @@ class FeatureTable:
                 if bad.any():
                     first = _first(bad)
                     raise DataError(
-                        f"expected a number, got {_show(values.iloc[first])}",
+                        f"expected a number, got {show_value(values.iloc[first])}",
                         source=source,
                         row=_line(first),
                         column=name,
@@ -318,7 +318,8 @@ class Dataset:
             if bad.any():
                 first = int(np.flatnonzero(bad)[0])
                 raise DataError(
-                    f"rating must be a finite number >= 0, got {_show(frame[RATING].iloc[first])}",
+                    "rating must be a finite number >= 0, got "
+                    f"{show_value(frame[RATING].iloc[first])}",
                     source=source,
                     row=_line(first),
                     column=RATING,
@@ -517,7 +518,7 @@ def _numbers(values: pd.Series, column: str, source: str | None) -> npt.NDArray[
     if bad.any():
         first = _first(bad)
         raise DataError(
-            f"expected a number, got {_show(values.iloc[first])}",
+            f"expected a number, got {show_value(values.iloc[first])}",
             source=source,
             row=_line(first),
             column=column,
@@ -548,7 +549,8 @@ def parse_timestamps(values: pd.Series, *, source: str | None = None) -> npt.NDA
         if parsed.isna().any():
             first = int(parsed.index[_first(parsed.isna())])
             raise DataError(
-                f"cannot read {_show(values.iloc[first])} as a time (use unix seconds or ISO 8601)",
+                f"cannot read {show_value(values.iloc[first])} as a time "
+                "(use unix seconds or ISO 8601)",
                 source=source,
                 row=_line(first),
                 column=TIMESTAMP,

@@ -44,6 +44,7 @@ from rekko.data.dataset import (
     Dataset,
     EventWeights,
     FeatureKind,
+    show_value,
 )
 from rekko.errors import DataError
 
@@ -751,14 +752,18 @@ def _read_features(
     )
     ids = normalize_ids(frame[canonical])
     frame[canonical] = ids
+    first_line = 2 if has_header_line(source) else 1
     missing = ids.isna() | (ids.astype(str).str.strip() == "")
     if missing.any():
-        raise DataError("missing id", source=label, row=_first_row(missing), column=chosen)
+        raise DataError(
+            "missing id", source=label, row=_first_row(missing, first_line), column=chosen
+        )
     duplicated = ids.duplicated()
     if duplicated.any():
-        first = _first_row(duplicated)
+        first = _first_row(duplicated, first_line)
         raise DataError(
-            f"duplicate id {ids.iloc[first - 2]!r} (ids in a feature table must be unique)",
+            f"duplicate id {show_value(ids.iloc[first - first_line])} (ids in a feature table "
+            "must be unique)",
             source=label,
             row=first,
             column=chosen,
@@ -771,16 +776,24 @@ def _read_features(
                 raise DataError(
                     f"expected a number ({kind} feature), got {frame[name][bad].iloc[0]!r}",
                     source=label,
-                    row=_first_row(bad),
+                    row=_first_row(bad, first_line),
                     column=name,
                 )
     logger.debug("read %d %s feature rows from %s", len(frame), target, label)
     return frame
 
 
-def _first_row(mask: pd.Series) -> int:
-    """The file line of the first true value of ``mask`` (row 0 is line 2)."""
-    return int(np.flatnonzero(mask.to_numpy(dtype=bool))[0]) + 2
+def _first_row(mask: pd.Series, first_line: int) -> int:
+    """Where a person finds the first true value of ``mask``: row 0 is ``first_line``."""
+    return int(np.flatnonzero(mask.to_numpy(dtype=bool))[0]) + first_line
+
+
+def has_header_line(source: Source | pd.DataFrame) -> bool:
+    """Whether rows of ``source`` are counted from a header line (text files), rather than
+    from 1 (Parquet files, database tables and queries)."""
+    if isinstance(source, pd.DataFrame) or is_database_url(source):
+        return False
+    return not str(source).lower().endswith(PARQUET_SUFFIXES)
 
 
 def load_dataset(
@@ -838,7 +851,8 @@ def load_dataset(
             source=describe_source(interactions, table=table, query=query),
         )
     except DataError as exc:
-        raise restate_error(exc, columns=mapping) from None
+        offset = 0 if has_header_line(interactions) else -1
+        raise restate_error(exc, columns=mapping, row_offset=offset) from None
 
 
 def _features(
