@@ -400,5 +400,6 @@ def test_rows_of_parquet_and_sql_sources_are_counted_from_one(tmp_path: Path) ->
         load_dataset(url, table="ratings")
     items = pd.DataFrame({"item_id": [10, 11, 11], "title": ["a", "b", "c"]})
     items.to_parquet(tmp_path / "items.parquet")
-    with pytest.raises(DataError, match=r"items.parquet, row 3, column 'item_id': duplicate id 11 "):
+    duplicate = r"items.parquet, row 3, column 'item_id': duplicate id 11 "
+    with pytest.raises(DataError, match=duplicate):
         load_dataset(tmp_path / "ratings.csv", items=tmp_path / "items.parquet")

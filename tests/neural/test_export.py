@@ -26,7 +26,7 @@ from rekko.models import Recommender, create_model
 from rekko.models._tf import pad_rows
 
 FAST = {"max_epochs": 8}
-RETRIEVAL = ("two-tower", "neural-mf")
+RETRIEVAL = ("two-tower", "neural-mf", "multitask")
 RANKING = ("ranking", "neural-mlp")
 
 #: Runs in a fresh interpreter: plain TensorFlow, no rekko, answers as JSON on stdout.
@@ -39,6 +39,7 @@ for name, request in requests.items():
     model = tf.saved_model.load(request["folder"])
     if request["kind"] == "retrieval":
         default = model.signatures["serving_default"](user_ids=tf.constant(request["users"]))
+        top = model.signatures["top_k"](user_ids=tf.constant(request["users"]), k=tf.constant(3))
         custom = model.signatures["recommend"](
             user_ids=tf.constant(request["users"]),
             k=tf.constant(request["k"]),
@@ -51,7 +52,7 @@ for name, request in requests.items():
                 "scores": out["scores"].numpy().tolist(),
                 "known": out["known"].numpy().tolist(),
             }
-            for label, out in (("default", default), ("custom", custom))
+            for label, out in (("default", default), ("top", top), ("custom", custom))
         }
     else:
         out = model.signatures["serving_default"](
@@ -73,6 +74,7 @@ def models(data: Dataset) -> dict[str, Recommender]:
     return {
         "two-tower": create_model("two-tower", user_features=True, **FAST).fit(data),
         "neural-mf": create_model("neural-mf", **FAST).fit(data),
+        "multitask": create_model("multitask", **FAST).fit(data),
         "ranking": create_model("ranking", **FAST).fit(data),
         "neural-mlp": create_model("neural-mlp", **FAST).fit(data),
     }
@@ -159,6 +161,11 @@ def test_savedmodel_recommends_like_rekko_with_tensorflow_alone(
     for row, user in enumerate(users[:12]):
         mine = expected[expected["user_id"].astype(str) == user]
         _same_ranking(default["item_ids"][row], default["scores"][row], mine)
+    top = answers[name]["top"]
+    expected = model.recommend(users[:12], k=3)
+    for row, user in enumerate(users[:12]):
+        mine = expected[expected["user_id"].astype(str) == user]
+        _same_ranking(top["item_ids"][row], top["scores"][row], mine)
     custom = answers[name]["custom"]
     excluded = [str(i) for i in data.items.external_ids[:4]]
     expected = model.recommend(users[:12], k=6, exclude_seen=False, exclude=excluded)
@@ -200,7 +207,8 @@ def test_savedmodel_manifest_describes_the_export(
     assert manifest["data_fingerprint"] == data.fingerprint()
     assert manifest["rekko_version"]
     assert manifest["vocabulary_sizes"] == {"users": data.n_users, "items": data.n_items}
-    assert set(manifest["signatures"]) == {"serving_default", "recommend"}
+    assert set(manifest["signatures"]) == {"serving_default", "top_k", "recommend"}
+    assert set(manifest["signatures"]["top_k"]["inputs"]) == {"user_ids", "k"}
     assert set(manifest["signatures"]["recommend"]["inputs"]) == {
         "user_ids",
         "k",

@@ -5,6 +5,7 @@ holds the id tables, every known user's vector, the item vectors and each user's
 items, and brute-force top-K:
 
 * ``serving_default(user_ids)`` -> the top :data:`DEFAULT_K` items, training items excluded;
+* ``top_k(user_ids, k)`` -> the top ``k`` items, training items excluded;
 * ``recommend(user_ids, k, exclude, exclude_seen)`` -> the top ``k`` items, leaving out
   ``exclude`` (item ids, for every user of the batch) and, when ``exclude_seen``, each user's
   training items.
@@ -83,7 +84,11 @@ def _export_retrieval(model: Recommender, directory: str | Path) -> Path:
     tf.saved_model.save(
         module,
         str(folder),
-        signatures={"serving_default": module.serve, "recommend": module.recommend},
+        signatures={
+            "serving_default": module.serve,
+            "top_k": module.top_k,
+            "recommend": module.recommend,
+        },
     )
     files = write_ids(folder, model)
     write_manifest(
@@ -104,6 +109,10 @@ def _export_retrieval(model: Recommender, directory: str | Path) -> Path:
             "signatures": {
                 "serving_default": {
                     "inputs": {"user_ids": "string [batch]"},
+                    "outputs": _retrieval_outputs(),
+                },
+                "top_k": {
+                    "inputs": {"user_ids": "string [batch]", "k": "int32 scalar"},
                     "outputs": _retrieval_outputs(),
                 },
                 "recommend": {
@@ -200,6 +209,9 @@ def _retrieval_module(
                 tf.constant(True),
             )
 
+        def _top_k(self, user_ids: Any, k: Any) -> Any:
+            return self.recommend(user_ids, k, tf.constant([], tf.string), tf.constant(True))
+
         # tf.function is untyped, so it wraps the methods here rather than as a decorator.
         recommend = tf.function(
             _recommend,
@@ -212,6 +224,13 @@ def _retrieval_module(
         )
         serve = tf.function(
             _serve, input_signature=[tf.TensorSpec([None], tf.string, name="user_ids")]
+        )
+        top_k = tf.function(
+            _top_k,
+            input_signature=[
+                tf.TensorSpec([None], tf.string, name="user_ids"),
+                tf.TensorSpec([], tf.int32, name="k"),
+            ],
         )
 
     return Retrieval()
