@@ -143,3 +143,26 @@ def test_overview_shows_online_metrics_of_served_and_followed_lists(tmp_path: Pa
         assert cells[:3] == ["1", "4", "1"], cells  # one request, 4 items shown, 1 followed
         events = page[page.index('data-stat="events">') :]
         assert events.startswith('data-stat="events">') and "events per minute" in page.lower()
+
+
+def test_try_it_reads_the_catalogues_own_features(datasets_dir: Path) -> None:
+    from types import SimpleNamespace
+
+    from rekko.data.loaders import load_fiverr
+    from rekko.models import create_model
+    from rekko.service.dashboard.pages import _form_features, _try_spec
+
+    gigs = create_model("popularity").fit(load_fiverr(datasets_dir / "fiverr"))
+    fields = _form_features(SimpleNamespace(model=gigs))  # type: ignore[arg-type]
+    assert fields == {
+        "category": "gig_design_type",
+        "style": "gig_design_style",
+        "price": "gig_price_from",
+        "near": None,
+    }
+    form = {"style": "anime", "max_price": "30", "lat": "1", "lon": "2", "km": "5"}
+    assert _try_spec(form, fields) == (
+        "",
+        {"gig_design_style": "anime"},
+        {"gig_price_from": {"min": None, "max": 30.0}},  # no coordinates: "near" is left out
+    )

@@ -375,29 +375,53 @@ def _number(value: str) -> float | None:
         return None
 
 
-def _try_spec(params: dict[str, str]) -> tuple[str, dict[str, Any], dict[str, Any]]:
+def _form_features(served: ServedModel | None) -> dict[str, str | None]:
+    """Which item feature each field of "Try it" reads, found in the catalogue's own kinds:
+    ``category`` a categorical feature (one named like "category" first), ``style`` a
+    multi-valued feature (or a categorical one named like "style"), ``price`` a numeric one
+    (one named like "price" first), ``near`` whether items have coordinates."""
+    features = served.model.item_features_ if served is not None else None
+    kinds = dict(features.kinds) if features is not None else {}
+
+    def first(kind: str, word: str = "") -> str | None:
+        return next((n for n, k in kinds.items() if k == kind and word in n.lower()), None)
+
+    category = first("categorical", "categor") or first("categorical", "type")
+    style = first("multi") or first("categorical", "style") or first("categorical", "tag")
+    return {
+        "category": category or first("categorical"),
+        "style": style,
+        "price": first("numeric", "price") or first("numeric"),
+        "near": "near" if {"latitude", "longitude"} <= set(kinds.values()) else None,
+    }
+
+
+def _try_spec(
+    params: dict[str, str], fields: dict[str, str | None]
+) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """Free text, stated preferences and constraints from the form's fields."""
     query = params.get("q", "").strip()
     preferences: dict[str, Any] = {}
     filters: dict[str, Any] = {}
-    if params.get("category", "").strip():
-        filters["category"] = params["category"].strip()
-    if params.get("style", "").strip():
-        preferences["tags"] = params["style"].strip()
+    category, style, price = fields["category"], fields["style"], fields["price"]
+    if category and params.get("category", "").strip():
+        filters[category] = params["category"].strip()
+    if style and params.get("style", "").strip():
+        preferences[style] = params["style"].strip()
     low, high = _number(params.get("min_price", "")), _number(params.get("max_price", ""))
-    if low is not None or high is not None:
-        filters["price"] = {"min": low, "max": high}
+    if price and (low is not None or high is not None):
+        filters[price] = {"min": low, "max": high}
     lat, lon, km = (_number(params.get(name, "")) for name in ("lat", "lon", "km"))
-    if lat is not None and lon is not None and km is not None:
+    if fields["near"] and lat is not None and lon is not None and km is not None:
         filters["near"] = {"lat": lat, "lon": lon, "km": km}
     return query, preferences, filters
 
 
 def _try_results(state: ServiceState, params: dict[str, str]) -> str:
-    query, preferences, filters = _try_spec(params)
     served = state.served(None)
     if served is None:
         return '<p class="error">No model is active yet.</p>'
+    query, preferences, filters = _try_spec(params, _form_features(served))
     try:
         constraint: Constraint | None = parse_constraints(filters) if filters else None
         ranked = served.recommend_anonymous(
@@ -446,14 +470,25 @@ _FORM_FIELDS = (
 )
 
 
+def _feature_note(feature: str | None) -> str:
+    """The feature a field reads, shown next to its label ("near" needs no note)."""
+    if feature is None or feature == "near":
+        return ""
+    return f' <span class="muted">({text(feature)})</span>'
+
+
 @router.get("/try", response_class=HTMLResponse)
 async def try_it(request: Request) -> Response:
     state = _state(request)
     params = {name: request.query_params.get(name, "")[:500] for name, _, _ in _FORM_FIELDS}
+    features = _form_features(state.served(None))
+    role = {"style": "style", "category": "category", "min_price": "price", "max_price": "price"}
+    role.update(lat="near", lon="near", km="near")
     inputs = "".join(
-        f'<label>{text(label)}<input name="{name}" value="{text(params[name])}" '
-        f'placeholder="{text(hint)}"></label>'
+        f"<label>{text(label)}{_feature_note(features.get(role.get(name, '')))}"
+        f'<input name="{name}" value="{text(params[name])}" placeholder="{text(hint)}"></label>'
         for name, label, hint in _FORM_FIELDS
+        if name not in role or features.get(role[name])
     )
     form = (
         '<form class="try" method="get" action="/dashboard/try" '
