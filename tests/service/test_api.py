@@ -139,6 +139,21 @@ def test_validation_errors_name_the_field(client: TestClient) -> None:
     ).json()
     fields = {problem["field"] for problem in events["detail"]}
     assert fields == {"body.events.0.item_id", "body.events.0.value"}
+    times = client.post(
+        "/events",
+        json={
+            "events": [
+                {"user_id": "u1", "item_id": "i1", "time": 1e300},
+                {"user_id": "u1", "item_id": "i1", "time": -1e20},
+                {"user_id": "u1", "item_id": "i1", "time": 1_700_000_000_000},  # milliseconds
+            ]
+        },
+    )
+    assert times.status_code == 422
+    assert {problem["field"] for problem in times.json()["detail"]} == {
+        "body.events.0.time",
+        "body.events.1.time",
+    }
     not_json = client.post("/events", content=b"{", headers={"content-type": "application/json"})
     assert not_json.status_code == 422
     version = client.get("/users/u0001/recommendations", params={"version": "missing"})

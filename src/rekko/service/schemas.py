@@ -5,11 +5,12 @@ Ids are strings in responses; requests may send numbers, which are read as strin
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from rekko.store.schema import ID_LENGTH
 
@@ -19,6 +20,8 @@ PathId = Annotated[str, Path(min_length=1, max_length=ID_LENGTH)]
 FieldName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 #: Epoch seconds above this are taken as milliseconds (as browsers and Retailrocket log them).
 MILLISECONDS = 1e11
+#: 2200-01-01 in unix seconds: later event times are taken for mistakes.
+LATEST_TIME = 7_258_118_400
 
 
 class Body(BaseModel):
@@ -103,6 +106,18 @@ class EventIn(Body):
         "8601; the time of receipt when left out.",
     )
     event_id: Id | None = Field(None, description="Client id: a replay is not counted twice.")
+
+    @field_validator("time")
+    @classmethod
+    def _plausible_time(cls, value: float | datetime | None) -> float | datetime | None:
+        """Unix seconds (or milliseconds) from 1970 to 2200; other numbers are mistakes."""
+        if isinstance(value, bool):
+            raise ValueError("time must be unix seconds, milliseconds or an ISO 8601 date")
+        if isinstance(value, float | int):
+            seconds = value / 1000.0 if value > MILLISECONDS else value
+            if not (math.isfinite(seconds) and 0 <= seconds <= LATEST_TIME):
+                raise ValueError("time must be unix seconds or milliseconds between 1970 and 2200")
+        return value
 
     def occurred_at(self, now: float) -> float:
         if self.time is None:
