@@ -163,6 +163,28 @@ def _parse_params(pairs: list[str] | None, base: dict[str, Any]) -> dict[str, An
     return params
 
 
+def _model_params(
+    pairs: list[str] | None, base: dict[str, Any], names: list[str]
+) -> dict[str, dict[str, Any]]:
+    """``MODEL.key=value`` pairs (and a config's ``{model: {key: value}}``) per model name."""
+    if not isinstance(base, dict) or not all(isinstance(v, dict) for v in base.values()):
+        raise DataError("[evaluate] params must be a table per model: params.als = { ... }")
+    chosen: dict[str, dict[str, Any]] = {name: dict(values) for name, values in base.items()}
+    for pair in pairs or []:
+        target, dot, rest = pair.partition(".")
+        if not dot or "=" not in rest:
+            raise DataError(f"--param expects MODEL.key=value (e.g. als.factors=128), got {pair!r}")
+        key_value = _parse_params([rest], {})
+        chosen.setdefault(target.strip(), {}).update(key_value)
+    unknown = sorted(set(chosen) - set(names))
+    if unknown:
+        raise DataError(
+            f"parameters for {', '.join(unknown)}, which --models does not name "
+            f"({', '.join(names)})"
+        )
+    return chosen
+
+
 def _parse_filters(text: str | None) -> Any:
     if text is None:
         return None
@@ -514,6 +536,12 @@ def evaluate(
     models: Annotated[
         str | None, typer.Option("--models", help="Comma-separated model names to compare.")
     ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param", "-p", help="MODEL.key=value: a hyperparameter of one of --models (repeat)."
+        ),
+    ] = None,
     split: Annotated[
         str, typer.Option("--split", help="random, temporal or leave-last-out.")
     ] = "random",
@@ -584,9 +612,14 @@ def evaluate(
         result = pd.DataFrame([{"recommendations": recommendations.name, **scores}])
     else:
         settings = read_config(config)
-        section = _section(settings, "evaluate", ("models",))
-        names = (models or section.get("models") or "popularity").split(",")
-        candidates = {name.strip(): create_model(name.strip()) for name in names if name.strip()}
+        section = _section(settings, "evaluate", ("models", "params"))
+        names = [
+            name.strip()
+            for name in (models or section.get("models") or "popularity").split(",")
+            if name.strip()
+        ]
+        chosen = _model_params(param, section.get("params", {}), names)
+        candidates = {name: create_model(name, **chosen.get(name, {})) for name in names}
         data = _data(settings, locals())
         splitter = make_split(split, test_fraction=test_fraction, seed=seed)
         with _working(f"Evaluating {len(candidates)} model(s) on a {split} split"):

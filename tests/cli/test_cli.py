@@ -268,3 +268,27 @@ def test_query_answers_stated_needs_with_no_user(datasets_dir: Path, tmp_path: P
     ok("train", "--dataset", "demo", "-m", "popularity", "-o", str(tmp_path / "pop"))
     result = rekko("query", "-m", str(tmp_path / "pop"), "--text", "shoes", cwd=tmp_path)
     assert result.returncode == 1 and "ranks for users only" in result.stderr
+
+
+def test_evaluate_takes_parameters_per_model(tmp_path: Path) -> None:
+    table = tmp_path / "table.csv"
+    ok(
+        "evaluate",
+        "--dataset",
+        "demo",
+        "--models",
+        "item-knn,popularity",
+        "-p",
+        "item-knn.k_neighbors=5",
+        "-o",
+        str(table),
+    )
+    narrow = pd.read_csv(table).set_index("model")
+    ok("evaluate", "--dataset", "demo", "--models", "item-knn,popularity", "-o", str(table))
+    default = pd.read_csv(table).set_index("model")
+    assert narrow.loc["popularity", "ndcg@10"] == default.loc["popularity", "ndcg@10"]
+    assert narrow.loc["item-knn", "ndcg@10"] != default.loc["item-knn", "ndcg@10"]
+    result = rekko("evaluate", "--dataset", "demo", "--models", "ease", "-p", "als.factors=8")
+    assert result.returncode == 1 and "which --models does not name" in result.stderr
+    result = rekko("evaluate", "--dataset", "demo", "--models", "ease", "-p", "ease.nope=1")
+    assert result.returncode == 1 and "nope" in result.stderr
