@@ -786,7 +786,9 @@ def serve(
     model_dir: Annotated[
         str | None, typer.Option("--model-dir", help="Folder of model versions.")
     ] = None,
-    model: Annotated[str | None, typer.Option("--model", "-m", help="Model to train.")] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Model to train (default: hybrid).")
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Serve recommendations over HTTP (API docs at /docs).

@@ -84,7 +84,7 @@ class ServeSettings(BaseModel):
         None, description="Key for the catalogue, training and model versions (also allows all)."
     )
     # -- models and training ---------------------------------------------------------------
-    model: str = Field("popularity", description="Algorithm that training jobs fit.")
+    model: str = Field("hybrid", description="Algorithm that training jobs fit.")
     model_params: dict[str, Any] = Field(
         default_factory=dict, description="Hyperparameters of that algorithm."
     )

@@ -485,7 +485,7 @@ async def try_it(request: Request) -> Response:
     role = {"style": "style", "category": "category", "min_price": "price", "max_price": "price"}
     role.update(lat="near", lon="near", km="near")
     inputs = "".join(
-        f"<label>{text(label)}{_feature_note(features.get(role.get(name, '')))}"
+        f"<label><span>{text(label)}{_feature_note(features.get(role.get(name, '')))}</span>"
         f'<input name="{name}" value="{text(params[name])}" placeholder="{text(hint)}"></label>'
         for name, label, hint in _FORM_FIELDS
         if name not in role or features.get(role[name])
