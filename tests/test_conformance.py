@@ -178,3 +178,27 @@ def test_config_round_trips(name: str) -> None:
     model = create_model(name)
     again = create_model(name, **model.params.model_dump(mode="json"))
     assert again.params == model.params
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_explain_gives_reasons_from_the_users_history(
+    name: str, fitted: dict[str, Recommender], parts
+) -> None:
+    train, _ = parts
+    model = fitted[name]
+    user = train.users.external_ids[0]
+    item = model.recommend([user], k=1)["item_id"].iloc[0]
+    if not model.abilities.explains:
+        with pytest.raises(ModelError, match="does not support"):
+            model.explain(item, user=user)
+        return
+    reasons = model.explain(item, user=user)
+    assert isinstance(reasons, list) and all(isinstance(r, str) and r for r in reasons)
+    if type(model).explain is Recommender.explain:
+        history = set(map(str, train.to_frame().query("user_id == @user")["item_id"]))
+        assert reasons, "an item recommended from a history has a most similar history item"
+        for reason in reasons:
+            assert reason.startswith("because you liked ")
+            assert reason.removeprefix("because you liked ") in history
+        with pytest.raises(ModelError, match="not queries"):
+            model.explain(item, query="anything")

@@ -17,7 +17,7 @@ import json
 import logging
 import zipfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +37,9 @@ from rekko.index.ann import IndexCache, IndexMode, TopK, wants_ann
 from rekko.index.topk import top_k
 
 logger = logging.getLogger(__name__)
+
+#: Reasons ``explain`` gives at most.
+REASONS = 2
 
 FORMAT = "rekko-model"
 FORMAT_VERSION = 1
@@ -69,6 +72,12 @@ class Abilities:
     uses_features: bool = False
     fold_in: bool = False
     similar_items: bool = False
+
+    @property
+    def explains(self) -> bool:
+        """Gives reasons with ``explain``: every model with item similarities ("because you
+        liked X"); content models add shared attributes and words."""
+        return self.similar_items
 
 
 class Recommender(ABC):
@@ -329,6 +338,36 @@ class Recommender(ABC):
         self, users: npt.NDArray[np.int64], items: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.float32]:
         raise ModelError(f"model '{self.name}' does not support explicit")
+
+    def explain(
+        self,
+        item: object,
+        *,
+        user: object | None = None,
+        query: str | Mapping[str, Any] | None = None,
+    ) -> list[str]:
+        """Why ``item`` suits ``user``: the items of their history most like it, by this
+        model's own item similarity ("because you liked i0042"); at most :data:`REASONS`,
+        empty when nothing in the history is similar. Content models also explain queries.
+        """
+        if query is not None:
+            raise ModelError(f"model '{self.name}' explains users, not queries (content does)")
+        if user is None:
+            raise ModelError("explain needs a user")
+        self._require("similar_items")
+        users, items, seen = self._fitted()
+        item_index = items.index_of(item, what="item")
+        history = seen[users.index_of(user, what="user")].indices
+        history = history[history != item_index]
+        if len(history) == 0:
+            return []
+        similarity = np.asarray(self._similar(np.asarray([item_index]))[0], dtype=np.float64)
+        closest = history[np.argsort(-similarity[history], kind="stable")[:REASONS]]
+        return [
+            f"because you liked {liked}"
+            for liked, index in zip(items.to_external(closest), closest, strict=True)
+            if similarity[index] > 0
+        ]
 
     def similar_items(
         self, items: Sequence[object], k: int = 10, *, filters: Constraint | None = None

@@ -324,11 +324,12 @@ class _Ensemble(Recommender):
     def explain(
         self, item: object, *, user: object | None = None, query: Query | None = None
     ) -> list[str]:
-        """Reasons from the content component (see :meth:`ContentModel.explain`)."""
+        """Reasons from the content component (see :meth:`ContentModel.explain`); without
+        one, the user's most similar history items (see :meth:`Recommender.explain`)."""
         self._fitted()
         content = self.content_component()
         if content is None:
-            raise ModelError(f"model '{self.name}' has no content component to explain with")
+            return super().explain(item, user=user, query=query)
         return content.explain(item, user=user, query=query)
 
     # -- saving ----------------------------------------------------------------------------
