@@ -68,6 +68,17 @@ WeightsOpt = Annotated[
     str | None,
     typer.Option("--event-weights", help="Event weights, e.g. view=1,addtocart=3,transaction=5."),
 ]
+ItemKindsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--item-kinds",
+        help="Kinds of --items columns, e.g. price=numeric,tags=multi (the rest are inferred).",
+    ),
+]
+UserKindsOpt = Annotated[
+    str | None,
+    typer.Option("--user-kinds", help="Kinds of --users columns, e.g. age=numeric."),
+]
 
 
 #: The data-source flags shared by train, evaluate, split, tune and explore.
@@ -86,6 +97,8 @@ DATA_FLAGS = (
     "event_col",
     "timestamp_col",
     "event_weights",
+    "item_kinds",
+    "user_kinds",
 )
 
 
@@ -247,6 +260,8 @@ def train(
     event_col: EventColOpt = None,
     timestamp_col: TimeColOpt = None,
     event_weights: WeightsOpt = None,
+    item_kinds: ItemKindsOpt = None,
+    user_kinds: UserKindsOpt = None,
     engine: Annotated[
         str | None,
         typer.Option(
@@ -586,6 +601,8 @@ def evaluate(
     event_col: EventColOpt = None,
     timestamp_col: TimeColOpt = None,
     event_weights: WeightsOpt = None,
+    item_kinds: ItemKindsOpt = None,
+    user_kinds: UserKindsOpt = None,
 ) -> None:
     """Compare models on one split (ranking metrics, coverage, novelty, RMSE, time).
 
@@ -677,6 +694,8 @@ def explore(
     event_col: EventColOpt = None,
     timestamp_col: TimeColOpt = None,
     event_weights: WeightsOpt = None,
+    item_kinds: ItemKindsOpt = None,
+    user_kinds: UserKindsOpt = None,
 ) -> None:
     """An HTML report of a data set: events, long tail, activity, time, sparsity, features."""
     from rekko.reports import explore_report
@@ -713,6 +732,8 @@ def split_command(
     event_col: EventColOpt = None,
     timestamp_col: TimeColOpt = None,
     event_weights: WeightsOpt = None,
+    item_kinds: ItemKindsOpt = None,
+    user_kinds: UserKindsOpt = None,
 ) -> None:
     """Split interactions into train and test CSV files (aggregated pairs)."""
     from rekko.data.splits import make_split
@@ -751,6 +772,8 @@ def tune(
     event_col: EventColOpt = None,
     timestamp_col: TimeColOpt = None,
     event_weights: WeightsOpt = None,
+    item_kinds: ItemKindsOpt = None,
+    user_kinds: UserKindsOpt = None,
 ) -> None:
     """Tune hyperparameters (Optuna) on a validation split of the given data only."""
     from rekko.models import create_model

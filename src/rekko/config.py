@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from rekko.data.dataset import Dataset, EventWeights
+from rekko.data.dataset import FEATURE_KINDS, Dataset, EventWeights, FeatureKind
 from rekko.errors import DataError
 
 if TYPE_CHECKING:
@@ -64,10 +64,22 @@ class DataSpec(BaseModel):
         default=None, description="Id column of --users (default: user_id, else the user column)."
     )
     event_weights: str | None = None
+    item_kinds: str | dict[str, str] | None = Field(
+        default=None, description="Kinds of item feature columns: price=numeric,tags=multi."
+    )
+    user_kinds: str | dict[str, str] | None = Field(
+        default=None, description="Kinds of user feature columns: age=numeric."
+    )
     aggregate: Literal["sum", "max", "last"] = "sum"
 
     def load(self) -> Dataset:
         """Read and validate the data (raises :class:`DataError` with file/row/column)."""
+        for kinds, source, flag in (
+            (self.item_kinds, self.items, "items"),
+            (self.user_kinds, self.users, "users"),
+        ):
+            if kinds is not None and (source is None or self.dataset is not None):
+                raise DataError(f"--{flag[:-1]}-kinds describes the columns of a --{flag} file")
         if self.dataset is not None:
             if self.interactions is not None:
                 raise DataError("give either a built-in dataset or --interactions, not both")
@@ -91,6 +103,8 @@ class DataSpec(BaseModel):
             columns=self.columns(),
             item_id_column=self.item_id_col,
             user_id_column=self.user_id_col,
+            item_feature_kinds=_kinds(self.item_kinds, "item_kinds"),
+            user_feature_kinds=_kinds(self.user_kinds, "user_kinds"),
             event_weights=EventWeights.parse(self.event_weights) if self.event_weights else None,
             aggregate=self.aggregate,
             table=self.table,
@@ -110,6 +124,28 @@ class DataSpec(BaseModel):
             "timestamp": self.timestamp_col,
         }
         return ColumnMap(**{key: value for key, value in mapping.items() if value is not None})
+
+
+def _kinds(value: str | dict[str, str] | None, name: str) -> dict[str, FeatureKind] | None:
+    """``"price=numeric,tags=multi"`` (or a table) as feature kinds, each one checked."""
+    if value is None:
+        return None
+    pairs: dict[str, str] = {}
+    if isinstance(value, str):
+        for part in value.split(","):
+            column, sep, kind = part.partition("=")
+            if not sep or not column.strip():
+                raise DataError(f"{name} expects column=kind pairs, got {part.strip()!r}")
+            pairs[column.strip()] = kind.strip()
+    else:
+        pairs = {str(column): str(kind) for column, kind in value.items()}
+    for column, kind in pairs.items():
+        if kind not in FEATURE_KINDS:
+            raise DataError(
+                f"{name}: kind of {column!r} must be one of {', '.join(FEATURE_KINDS)}, got "
+                f"{kind!r}"
+            )
+    return cast(dict[str, FeatureKind], pairs)
 
 
 #: Built-in data sets that ``rekko datasets download`` puts in the cache, by cache folder.

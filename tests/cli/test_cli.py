@@ -292,3 +292,28 @@ def test_evaluate_takes_parameters_per_model(tmp_path: Path) -> None:
     assert result.returncode == 1 and "which --models does not name" in result.stderr
     result = rekko("evaluate", "--dataset", "demo", "--models", "ease", "-p", "ease.nope=1")
     assert result.returncode == 1 and "nope" in result.stderr
+
+
+def test_feature_kinds_can_be_declared(shop_csv: Path, tmp_path: Path) -> None:
+    from rekko.models import load_model
+
+    items = tmp_path / "items.csv"
+    pd.DataFrame(
+        {"item_id": ["p1", "p2", "p3", "p4"], "size": [38, 40, 42, 40], "price": [5, 7, 9, 11]}
+    ).to_csv(items, index=False)
+    columns = ["-i", str(shop_csv), "--user-col", "visitor", "--item-col", "product"]
+    ok("train", *columns, "--items", str(items), "-m", "content", "-o", str(tmp_path / "a"))
+    inferred = load_model(tmp_path / "a").item_features_
+    assert inferred is not None and inferred.kinds["size"] == "numeric"
+    declared_args = ["--items", str(items), "--item-kinds", "size=categorical"]
+    ok("train", *columns, *declared_args, "-m", "content", "-o", str(tmp_path / "b"))
+    declared = load_model(tmp_path / "b").item_features_
+    assert declared is not None and declared.kinds["size"] == "categorical"
+    assert declared.kinds["price"] == "numeric"
+
+    bad = rekko("train", *columns, "--items", str(items), "--item-kinds", "size=shoe", "-m",
+                "content", "-o", "x", cwd=tmp_path)  # fmt: skip
+    assert bad.returncode == 1 and "must be one of" in bad.stderr, bad.stderr
+    alone = rekko("train", *columns, "--item-kinds", "size=numeric", "-m", "content", "-o", "x",
+                  cwd=tmp_path)  # fmt: skip
+    assert alone.returncode == 1 and "--items file" in alone.stderr, alone.stderr
