@@ -166,3 +166,33 @@ def test_try_it_reads_the_catalogues_own_features(datasets_dir: Path) -> None:
         {"gig_design_style": "anime"},
         {"gig_price_from": {"min": None, "max": 30.0}},  # no coordinates: "near" is left out
     )
+
+
+@pytest.mark.slow
+def test_pages_stay_small_on_a_catalogue_of_100000_items(tmp_path: Path) -> None:
+    """Server-side paging: no page carries the catalogue, whatever its size."""
+    from rekko.store import repository as repo
+
+    settings = settings_for(tmp_path, read_key=READ)
+    with TestClient(create_app(settings)) as client:
+        state = client.app.state.service  # type: ignore[attr-defined]
+        records = [
+            (f"x{n:06d}", {"title": f"extra item {n}", "price": float(n % 90)}, None)
+            for n in range(100_000)
+        ]
+        repo.upsert_items(state.engine, records)
+        state.catalogue.refresh(state.engine)
+        headers = {"X-API-Key": READ}
+        overview = client.get("/dashboard", headers=headers)
+        assert 'data-stat="items">100,080<' in overview.text
+        last = client.get("/dashboard?offset=100070", headers=headers)  # the last 10 items
+        assert "x099999" in last.text and "x099989" not in last.text and "next" not in last.text
+        for response in (
+            overview,
+            last,
+            client.get("/dashboard/items/x050000", headers=headers),
+            client.get("/dashboard/try?q=extra&max_price=10", headers=headers),
+            client.get("/dashboard/users/u0001", headers=headers),
+        ):
+            assert response.status_code == 200
+            assert len(response.content) < 100_000, (response.url, len(response.content))
