@@ -317,3 +317,32 @@ def test_feature_kinds_can_be_declared(shop_csv: Path, tmp_path: Path) -> None:
     alone = rekko("train", *columns, "--item-kinds", "size=numeric", "-m", "content", "-o", "x",
                   cwd=tmp_path)  # fmt: skip
     assert alone.returncode == 1 and "--items file" in alone.stderr, alone.stderr
+
+
+def test_predict_similar_and_datasets_commands(datasets_dir: Path, tmp_path: Path) -> None:
+    data = ["--dataset", "movielens-100k", "--data-dir", str(datasets_dir / "ml-100k")]
+    ok("train", *data, "-m", "knn-baseline", "-o", str(tmp_path / "ratings"))
+    pairs = tmp_path / "pairs.csv"
+    pd.DataFrame({"user_id": [1, 1, 42, 99999], "item_id": [1, 50, 50, 50]}).to_csv(
+        pairs, index=False
+    )
+    out = tmp_path / "predictions.csv"
+    ok("predict", "-m", str(tmp_path / "ratings"), "--pairs", str(pairs), "-o", str(out))
+    predictions = pd.read_csv(out)
+    assert list(predictions.columns) == ["user_id", "item_id", "prediction"]
+    assert len(predictions) == 4 and predictions["prediction"].between(1, 5).all()
+    # Star Wars (50) is predicted above the user's mean for most users; an unknown user
+    # gets the item's baseline, not an error.
+    assert predictions["prediction"].iloc[3] > 3.5
+
+    ok("train", *data, "-m", "item-knn", "-o", str(tmp_path / "knn"))
+    similar = tmp_path / "similar.csv"
+    ok("similar", "-m", str(tmp_path / "knn"), "--item", "50", "-k", "5", "-o", str(similar))
+    frame = pd.read_csv(similar)
+    assert len(frame) == 5 and 50 not in set(frame["similar_item_id"])
+    assert {172, 181} & set(frame["similar_item_id"])  # Empire Strikes Back, Return of the Jedi
+
+    listed = ok("datasets", "list")
+    assert "movielens-100k" in listed and "retailrocket" in listed
+    no_ratings = rekko("predict", "-m", str(tmp_path / "knn"), "--pairs", str(pairs), "-o", "x")
+    assert no_ratings.returncode == 1 and "explicit" in no_ratings.stderr

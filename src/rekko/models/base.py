@@ -40,6 +40,13 @@ logger = logging.getLogger(__name__)
 
 #: Reasons ``explain`` gives at most.
 REASONS = 2
+#: Abilities as error messages name them.
+_ABILITY_WORDS = {
+    "explicit": "predicting ratings (explicit feedback: train biased-mf, knn-baseline...)",
+    "cold_users": "users it was not trained on",
+    "fold_in": "folding in new events",
+    "similar_items": "similar items",
+}
 
 FORMAT = "rekko-model"
 FORMAT_VERSION = 1
@@ -151,7 +158,8 @@ class Recommender(ABC):
 
     def _require(self, ability: str) -> None:
         if not getattr(self.abilities, ability):
-            raise ModelError(f"model '{self.name}' does not support {ability.replace('_', ' ')}")
+            what = _ABILITY_WORDS.get(ability, ability.replace("_", " "))
+            raise ModelError(f"model '{self.name}' does not support {what}")
 
     def _item_mask(
         self,
@@ -337,7 +345,7 @@ class Recommender(ABC):
     def _predict(
         self, users: npt.NDArray[np.int64], items: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.float32]:
-        raise ModelError(f"model '{self.name}' does not support explicit")
+        raise ModelError(f"model '{self.name}' does not support {_ABILITY_WORDS['explicit']}")
 
     def explain(
         self,
