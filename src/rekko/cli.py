@@ -331,8 +331,11 @@ def _train_on_spark(
             f"known: {', '.join(SparkALSParams.model_fields)}"
         )
     spec = data_spec(settings, {name: flags[name] for name in DATA_FLAGS if name in flags})
-    if spec.items is not None or spec.users is not None:
-        raise DataError("--engine spark trains on interactions only: drop --items and --users")
+    features = (spec.items, spec.users, spec.item_kinds, spec.user_kinds)
+    if any(value is not None for value in features):
+        raise DataError(
+            "--engine spark trains on interactions only: drop --items, --users and their kinds"
+        )
     started = time.perf_counter()
     if spec.dataset is not None:
         # A built-in data set is loaded here and handed to the shared local Spark session.
