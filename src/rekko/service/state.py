@@ -142,8 +142,8 @@ class ServiceState:
         if settings.retrain_after_events is not None:
             # Events since the newest trained version, activated or not: a version the quality
             # gate kept back has seen those events too, so they do not trigger another job.
-            versions = self.registry.list()
-            watermark = max((info.events_watermark for info in versions), default=0)
+            newest = self.registry.newest()
+            watermark = newest.events_watermark if newest is not None else 0
             if repo.count_events_after(self.engine, watermark) >= settings.retrain_after_events:
                 trigger = "events"
         if trigger is None and settings.retrain_interval_s is not None:

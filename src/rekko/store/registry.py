@@ -143,17 +143,25 @@ class ModelRegistry:
 
     def list(self) -> list[VersionInfo]:
         """All versions, oldest first."""
-        found = []
-        for folder in sorted(
-            self.versions_dir.iterdir(), key=lambda f: (_sequence(f.name), f.name)
-        ):
+        return list(self._infos(newest_first=False))
+
+    def newest(self) -> VersionInfo | None:
+        """The most recently created version (active or not), reading only its own info."""
+        return next(self._infos(newest_first=True), None)
+
+    def _infos(self, *, newest_first: bool) -> Iterator[VersionInfo]:
+        folders = sorted(
+            self.versions_dir.iterdir(),
+            key=lambda f: (_sequence(f.name), f.name),
+            reverse=newest_first,
+        )
+        for folder in folders:
             if folder.name.startswith(".") or not (folder / INFO).is_file():
                 continue
             try:
-                found.append(VersionInfo.model_validate_json((folder / INFO).read_text()))
+                yield VersionInfo.model_validate_json((folder / INFO).read_text())
             except ValueError:
                 continue  # a damaged version.json hides that version, not the whole list
-        return found
 
     def load(self, version: str) -> Recommender:
         if not self.exists(version):
