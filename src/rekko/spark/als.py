@@ -120,15 +120,6 @@ def train_spark_als(
     output: str | Path,
     columns: ColumnMap | None = None,
     master: str | None = "local[*]",
-    implicit: bool | None = None,
-    factors: int | None = None,
-    regularization: float | None = None,
-    alpha: float | None = None,
-    iterations: int | None = None,
-    values: str | None = None,
-    nonnegative: bool | None = None,
-    seed: int | None = None,
-    blocks: int | None = None,
     table: str | None = None,
     query: str | None = None,
     jdbc_url: str | None = None,
@@ -142,6 +133,7 @@ def train_spark_als(
     spark_config: Mapping[str, str] | None = None,
     session: Any = None,
     name: str | None = None,
+    **hyperparameters: Any,
 ) -> Path:
     """Train ALS with Spark MLlib and write a ``spark-als`` model folder to ``output``.
 
@@ -155,9 +147,6 @@ def train_spark_als(
         columns: which source columns hold user, item, rating, value, event and timestamp.
         master: the Spark master (``local[*]``, ``spark://host:7077``, ``yarn``, ``k8s://...``);
             ``None`` keeps what ``spark-submit`` configured.
-        implicit, factors, regularization, alpha, iterations, values, nonnegative, seed,
-            blocks: the ``spark-als`` hyperparameters
-            (:class:`~rekko.models.spark_als.SparkALSParams`); ``None`` takes the default.
         table, query, jdbc_url, jdbc_options: a JDBC source (a table or a query, plus Spark
             JDBC options such as ``user``, ``password``, ``driver``, ``numPartitions``).
         file_format, sep: how to read files (default: from the name; separator sniffed from a
@@ -170,24 +159,15 @@ def train_spark_als(
         spark_config: extra Spark settings (``{"spark.executor.memory": "8g"}``).
         session: an existing ``SparkSession`` to use instead of creating one.
         name: the data set name recorded in the model's metadata.
+        hyperparameters: the ``spark-als`` hyperparameters (``factors=64``, ``implicit=False``...:
+            :class:`~rekko.models.spark_als.SparkALSParams`); those not given take the default.
 
     Returns:
         The model folder.
     """
     require_pyspark("train_spark_als")
-    given: dict[str, Any] = {
-        "implicit": implicit,
-        "factors": factors,
-        "regularization": regularization,
-        "alpha": alpha,
-        "iterations": iterations,
-        "values": values,
-        "nonnegative": nonnegative,
-        "seed": seed,
-        "blocks": blocks,
-    }
     try:
-        params = SparkALSParams(**{key: value for key, value in given.items() if value is not None})
+        params = SparkALSParams(**hyperparameters)
     except ValidationError as error:
         raise ModelError(f"spark-als: {_pydantic_message(error)}") from None
     from pyspark import StorageLevel
