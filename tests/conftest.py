@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from rekko.data.dataset import Dataset
@@ -55,3 +57,52 @@ def small_demo() -> Dataset:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(SEED)
+
+
+def assert_same_rankings(
+    ours: pd.DataFrame,
+    theirs: pd.DataFrame,
+    *,
+    key: str = "user_id",
+    rtol: float = 1e-4,
+    atol: float = 1e-5,
+) -> None:
+    """Two implementations' top-K lists (``key, item_id, rank, score``) agree up to ties.
+
+    Scores computed in another order (another BLAS block, Spark, TensorFlow) differ in the last
+    bits, so items whose scores are equal within the tolerance may trade places, or trade the
+    last slot. Everything else must agree: the same number of rows per list, the same score at
+    each rank, the same score for every item both lists hold, and any item only one list holds
+    scored like that list's last slot.
+    """
+    assert set(ours[key]) == set(theirs[key]), "the lists are for different keys"
+
+    def close(a: float, b: float) -> bool:
+        return abs(a - b) <= atol + rtol * abs(b)
+
+    for owner, mine in ours.groupby(key, sort=False):
+        other = theirs[theirs[key] == owner]
+        mine, other = mine.sort_values("rank"), other.sort_values("rank")
+        assert len(mine) == len(other), f"{key} {owner}: {len(mine)} rows vs {len(other)}"
+        if mine.empty:
+            continue
+        np.testing.assert_allclose(
+            mine["score"].to_numpy(float), other["score"].to_numpy(float), rtol=rtol, atol=atol
+        )
+        a = dict(zip(mine["item_id"], mine["score"].astype(float), strict=True))
+        b = dict(zip(other["item_id"], other["score"].astype(float), strict=True))
+        for item in a.keys() & b.keys():
+            assert close(a[item], b[item]), (
+                f"{key} {owner}: item {item} scored {a[item]} vs {b[item]}"
+            )
+        last_a, last_b = float(mine["score"].iloc[-1]), float(other["score"].iloc[-1])
+        for item in a.keys() - b.keys():
+            assert close(a[item], last_b), f"{key} {owner}: {item} only in the first list"
+        for item in b.keys() - a.keys():
+            assert close(b[item], last_a), f"{key} {owner}: {item} only in the second list"
+
+
+@pytest.fixture(scope="session")
+def same_rankings() -> Callable[..., None]:
+    """:func:`assert_same_rankings`, for tests that compare two implementations."""
+    return assert_same_rankings

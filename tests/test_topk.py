@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
+import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -37,3 +41,22 @@ def test_top_k_known_answer_with_ties_and_exclusions() -> None:
     np.testing.assert_array_equal(best, [[3, 3, 2], [0, 0, 0]])
     indices, _ = top_k(scores, 10)
     np.testing.assert_array_equal(indices[0], [1, 3, 2, 0, -1])
+
+
+def test_ranking_comparison_allows_ties_to_trade_places_and_nothing_else(
+    same_rankings: Callable[..., None],
+) -> None:
+    def lists(rows: list[tuple[str, str, int, float]]) -> pd.DataFrame:
+        return pd.DataFrame(rows, columns=["user_id", "item_id", "rank", "score"])
+
+    base = lists([("u", "a", 1, 3.0), ("u", "b", 2, 2.0), ("u", "c", 3, 2.0)])
+    same_rankings(base, lists([("u", "a", 1, 3.0), ("u", "c", 2, 2.0), ("u", "b", 3, 2.0)]))
+    # the last slot tied with an item the other list left out
+    same_rankings(base, lists([("u", "a", 1, 3.0), ("u", "b", 2, 2.0), ("u", "d", 3, 2.0)]))
+    for other in (
+        [("u", "b", 1, 3.0), ("u", "a", 2, 2.0), ("u", "c", 3, 2.0)],  # not tied: swapped
+        [("u", "a", 1, 3.0), ("u", "b", 2, 2.0), ("u", "c", 3, 1.5)],  # another score
+        [("u", "a", 1, 3.0), ("u", "b", 2, 2.0)],  # a row missing
+    ):
+        with pytest.raises(AssertionError):
+            same_rankings(base, lists(other))
