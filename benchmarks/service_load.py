@@ -13,12 +13,21 @@ What it does (method and results are written up in ``benchmarks/service.md``):
 4. ``events``: concurrent clients post batches of new events (unique event ids) to
    ``POST /events``; every acknowledged event is then counted in the database;
 5. ``swap``: the ``recs`` load runs while the active version is switched back and forth
-   through the admin API; any non-200 answer or socket error counts as a failure.
+   through the admin API; any non-200 answer or socket error counts as a failure;
+6. ``ratio``: the ``recs`` load against rekko and against a bare FastAPI app under uvicorn
+   that returns a fixed body of the same shape (``benchmarks/bare_app.py``, the same worker
+   count), interleaved round by round in one run; reports each side's median requests/s,
+   rekko's p99 and the ratio.
+
+``--data demo`` serves the built-in demo shop (the service's default data) instead of
+MovieLens-100K.
 
 Everything is bounded in time and count and talks to 127.0.0.1 only. Usage::
 
     .venv/bin/python benchmarks/service_load.py                   # all scenarios
     .venv/bin/python benchmarks/service_load.py --scenario recs --duration 20 --workers 2
+    .venv/bin/python benchmarks/service_load.py --scenario ratio --model hybrid --data demo \
+        --workers 1 --connections 16 --threads 2 --rounds 5 --duration 8
 """
 
 from __future__ import annotations
@@ -100,7 +109,7 @@ def pick_model(requested: str | None) -> str:
 
 
 def prepare_service(
-    folder: Path, model: str, workers: int, port: int, impressions: bool
+    folder: Path, model: str, workers: int, port: int, impressions: bool, data: str = "ml100k"
 ) -> dict[str, str]:
     """Load the data, train the first version; returns the environment for ``serve``."""
     from rekko.service.runner import prepare
@@ -125,9 +134,14 @@ def prepare_service(
     engine = create_db_engine(settings.database_url)
     upgrade_database(engine)
     started = time.perf_counter()
-    load_movielens(engine, datasets_dir() / "ml-100k")
+    if data == "demo":
+        from rekko.service.training import load_demo_data
+
+        load_demo_data(engine, settings.demo_users, settings.demo_items)
+    else:
+        load_movielens(engine, datasets_dir() / "ml-100k")
     engine.dispose()
-    print(f"loaded MovieLens-100K into SQLite in {time.perf_counter() - started:.1f} s")
+    print(f"loaded {data} into SQLite in {time.perf_counter() - started:.1f} s")
     started = time.perf_counter()
     prepare(settings)  # trains and activates the first version
     print(f"trained {model} through the service in {time.perf_counter() - started:.1f} s")
@@ -191,16 +205,18 @@ def _seconds(text: str) -> float:
     return float(number) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
 
 
-def run_wrk(port: int, users: list[str], connections: int, duration: float) -> dict[str, Any]:
+def run_wrk(
+    port: int, users: list[str], connections: int, duration: float, threads: int = 1
+) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(WRK_SCRIPT % {"seed": 7, "users": ",".join(f'"{u}"' for u in users)})
     command = [
-        "wrk", "-t", "1", "-c", str(connections), "-d", f"{duration:g}s", "--latency",
+        "wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration:g}s", "--latency",
         "-s", handle.name, f"http://127.0.0.1:{port}",
     ]  # fmt: skip
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     Path(handle.name).unlink()
-    result: dict[str, Any] = {"generator": "wrk", "connections": connections}
+    result: dict[str, Any] = {"generator": "wrk", "connections": connections, "threads": threads}
     result["requests"] = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
     result["rps"] = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
     for label in ("50", "75", "90", "99"):
@@ -363,10 +379,81 @@ def swap_under_load(
     return {**result, "swaps": swaps, "versions": [first, second]}
 
 
+@contextmanager
+def bare_app(port: int, workers: int) -> Iterator[subprocess.Popen[bytes]]:
+    """The reference app (``benchmarks/bare_app.py``) in a child process."""
+    script = Path(__file__).resolve().parent / "bare_app.py"
+    process = subprocess.Popen(
+        [sys.executable, str(script), "--port", str(port), "--workers", str(workers)]
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("the bare app did not start")
+            time.sleep(0.2)
+        yield process
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def ratio_runs(
+    ports: dict[str, int],
+    users: list[str],
+    connections: int,
+    duration: float,
+    rounds: int,
+    threads: int,
+) -> dict[str, Any]:
+    """rekko against the bare app, interleaved (the order alternates each round)."""
+    if not shutil.which("wrk"):
+        raise SystemExit("the ratio scenario needs wrk (Debian's wrk package)")
+    runs: dict[str, list[dict[str, Any]]] = {"rekko": [], "bare": []}
+    for side in runs:  # warm-up
+        run_wrk(ports[side], users, connections, 2, threads)
+    for number in range(rounds):
+        for side in ("bare", "rekko") if number % 2 == 0 else ("rekko", "bare"):
+            row = run_wrk(ports[side], users, connections, duration, threads)
+            print(json.dumps({"side": side, "round": number, **row}))
+            runs[side].append(row)
+
+    def median(side: str, key: str) -> float:
+        return float(np.median([row[key] for row in runs[side]]))
+
+    return {
+        "connections": connections,
+        "threads": threads,
+        "rounds": rounds,
+        "duration_s": duration,
+        "rekko_rps": median("rekko", "rps"),
+        "bare_rps": median("bare", "rps"),
+        "ratio": median("rekko", "rps") / median("bare", "rps"),
+        "rekko_p50_ms": median("rekko", "p50_ms"),
+        "rekko_p99_ms": median("rekko", "p99_ms"),
+        "bare_p99_ms": median("bare", "p99_ms"),
+        "failed": sum(row["failed"] for side in runs for row in runs[side]),
+        "runs": runs,
+    }
+
+
 # -- main ----------------------------------------------------------------------------------
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--scenario", choices=["recs", "events", "swap", "all"], default="all")
+    parser.add_argument(
+        "--scenario", choices=["recs", "events", "swap", "ratio", "all"], default="all"
+    )
+    parser.add_argument("--data", choices=["ml100k", "demo"], default="ml100k")
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (ratio)")
     parser.add_argument("--model", help="algorithm (default: the first of ease, als, ...)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--duration", type=float, default=15.0, help="seconds per load run")
@@ -390,10 +477,16 @@ def main() -> None:
         "model": model,
         "workers": args.workers,
         "impressions": args.impressions,
+        "data": args.data,
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+        ).stdout.strip(),
     }
     with tempfile.TemporaryDirectory(prefix="rekko-bench-") as temporary:
         folder = Path(temporary)
-        environ = prepare_service(folder, model, args.workers, port, args.impressions == "on")
+        environ = prepare_service(
+            folder, model, args.workers, port, args.impressions == "on", args.data
+        )
         users, items = load_users_items(folder)
         with running_service(environ, port) as server:
             SERVER_PID = server.pid
@@ -420,6 +513,20 @@ def main() -> None:
                 row["all_acknowledged_stored"] = row["in_database"] == row["acknowledged"]
                 print(json.dumps(row))
                 results["events"] = row
+            if args.scenario == "ratio":
+                bare_port = free_port()
+                with bare_app(bare_port, args.workers):
+                    results["ratio"] = [
+                        ratio_runs(
+                            {"rekko": port, "bare": bare_port},
+                            users,
+                            connections,
+                            args.duration,
+                            args.rounds,
+                            args.threads,
+                        )
+                        for connections in args.connections
+                    ]
             if args.scenario in ("swap", "all"):
                 row = swap_under_load(port, users, 4, args.duration, args.swap_every)
                 print(json.dumps(row))

@@ -15,8 +15,9 @@ import pytest
 from rekko.constraints import Range
 from rekko.data.dataset import Dataset
 from rekko.data.splits import RandomSplit
-from rekko.errors import ModelError, RekkoError, UnknownIdError
-from rekko.models import Recommender, available_models, create_model, load_model
+from rekko.errors import DataError, ModelError, RekkoError, UnknownIdError
+from rekko.models import Query, Recommender, available_models, create_model, load_model
+from rekko.models.cold import ROUTES
 
 MODELS = available_models()
 
@@ -202,3 +203,71 @@ def test_explain_gives_reasons_from_the_users_history(
             assert reason.removeprefix("because you liked ") in history
         with pytest.raises(ModelError, match="not queries"):
             model.explain(item, query="anything")
+
+
+# -- the ranking call, queries and copies ----------------------------------------------------
+@pytest.mark.parametrize("name", MODELS)
+def test_rank_is_what_recommend_returns(name: str, fitted: dict[str, Recommender], parts) -> None:
+    train, _ = parts
+    model = fitted[name]
+    users = np.arange(12)
+    best, scores = model.rank(users, 6)
+    assert best.shape == scores.shape == (12, 6) and best.dtype == np.int64
+    frame = model.recommend(list(train.users.external_ids[:12]), k=6)
+    assert frame["item_id"].tolist() == list(train.items.to_external(best[best >= 0]))
+    np.testing.assert_allclose(frame["score"].to_numpy(), scores[best >= 0], rtol=1e-6)
+    allowed = np.zeros(train.n_items, dtype=bool)
+    allowed[::3] = True
+    narrowed, _ = model.rank(users, 6, allowed=allowed)
+    assert allowed[narrowed[narrowed >= 0]].all()
+    wide, wide_scores = model.rank(users[:2], train.n_items + 5)
+    assert wide.shape == (2, train.n_items + 5) and (wide[:, -5:] == -1).all()
+    assert np.isneginf(wide_scores[:, -5:]).all()
+    with pytest.raises(ModelError, match="user indices"):
+        model.rank([train.n_users], 3)
+    with pytest.raises(ModelError, match="k must be at least 1"):
+        model.rank(users, 0)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_every_model_answers_queries(name: str, fitted: dict[str, Recommender], parts) -> None:
+    train, _ = parts
+    model = fitted[name]
+    everyone = model.rank_query(Query(), 5)
+    assert len(everyone.items) == 5 and everyone.source in (*ROUTES, model.name)
+    basket = list(train.items.external_ids[:3])
+    answer = model.recommend_query(Query(basket=basket), k=6)
+    assert len(answer) == 6 and not set(basket) & set(answer["item_id"])
+    assert np.all(np.diff(answer["score"].to_numpy()) <= 1e-6)
+    features = train.item_features
+    assert features is not None
+    stated = model.recommend_query({"category": "books"}, k=4)
+    if stated.attrs["source"] in ROUTES:  # the shared route reads preferences as constraints
+        index = train.items.to_index(stated["item_id"])
+        assert (features.frame["category"].to_numpy()[index] == "books").all()
+    with pytest.raises(DataError):
+        model.recommend_query({"no_such_feature": 1}, k=3)
+    if model.abilities.queries:
+        own = model.recommend_query(Query(text="books", basket=basket[:1]), k=3, strict=True)
+        assert own.attrs["source"] not in ROUTES and not set(basket[:1]) & set(own["item_id"])
+    else:
+        with pytest.raises(ModelError, match="does not support queries"):
+            model.recommend_query("books", k=3, strict=True)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_events_folded_into_a_copy_leave_the_original_serving(name: str, parts) -> None:
+    train, _ = parts
+    model = create_model(name).fit(train)
+    user = train.users.external_ids[0]
+    item = model.recommend([user], k=1)["item_id"].iloc[0]  # unseen by the user
+    fresh = model.copy()
+    fresh.add_interactions(["someone-new", user], [item, item])
+    # the copy has the events...
+    assert item not in set(fresh.recommend([user], k=train.n_items)["item_id"])
+    assert ("someone-new" in fresh.fitted().users) == fresh.abilities.fold_in
+    # ...the original, which in-flight requests may still hold, does not
+    assert "someone-new" not in model.fitted().users
+    assert model.fitted().seen.shape == (train.n_users, train.n_items)
+    assert model.recommend([user], k=1)["item_id"].iloc[0] == item
+    assert len(model.recommend(list(train.users.external_ids[:5]), k=4)) == 20

@@ -258,8 +258,6 @@ def test_content_queries_obey_the_filters(
     assert shop.item_features is not None
     qualifying = _expected(shop.item_features.frame, spec)
     content = models["content"]
-    recs = content.recommend_for_query(  # type: ignore[attr-defined]
-        "vintage novel", k=k, filters=parse_constraints(spec)
-    )
+    recs = content.recommend_query("vintage novel", k=k, filters=parse_constraints(spec))
     assert qualifying[shop.items.to_index(recs["item_id"])].all()
     assert len(recs) == min(k, int(qualifying.sum()))

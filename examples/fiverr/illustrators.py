@@ -151,11 +151,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     # 1. A new client states what they want: content ranking, constraints first.
     content = create_model("content").fit(data)
-    stated = content.recommend_for_query(STATED, k=k, filters=parse_constraints(BUDGET))
+    stated = content.recommend_query(STATED, k=k, filters=parse_constraints(BUDGET))
     cols = ["gig_design_type", "gig_design_style", "gig_price_from", "gig_rating"]
     stated_rows = _features(items, list(stated["item_id"]), cols)
     _show(f"stated {STATED} within {BUDGET}:", stated_rows)
-    text = content.recommend_for_query(FREE_TEXT, k=k)
+    text = content.recommend_query(FREE_TEXT, k=k)
     text_rows = _features(items, list(text["item_id"]), ["gig_design_style", "gig_price_from"])
     _show(f"free text {FREE_TEXT!r}:", text_rows)
     summary["stated"] = stated_rows

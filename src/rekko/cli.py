@@ -467,6 +467,10 @@ def query(
         str | None,
         typer.Option("--prefer", help='Stated preferences as JSON: {"gig_design_style": "anime"}.'),
     ] = None,
+    basket: Annotated[
+        str | None,
+        typer.Option("--basket", help="Comma-separated ids of items the visitor interacted with."),
+    ] = None,
     k: Annotated[int, typer.Option("-k", min=1, max=10_000, help="How many items.")] = 10,
     filters: Annotated[
         str | None,
@@ -476,33 +480,32 @@ def query(
         Path | None, typer.Option("--output", "-o", help="CSV/JSON/Parquet file.")
     ] = None,
 ) -> None:
-    """Items for someone with no history: free text and/or stated preferences (content and
-    fallback models; item_id,rank,score)."""
-    from rekko.models import load_model
+    """Items for someone with no history: free text, stated preferences and/or a basket
+    (item_id,rank,score). Models that read queries (content, fallback, hybrid, two-tower)
+    answer with their own scoring; any other model through the shared routes (similar items,
+    preferences as constraints, matching words, popularity). The route is printed."""
+    from rekko.models import Query, load_model
 
-    if text is None and prefer is None:
-        raise DataError("give --text, --prefer or both")
-    wanted: Any = text
+    if text is None and prefer is None and basket is None:
+        raise DataError("give --text, --prefer, --basket or several")
+    preferences = None
     if prefer is not None:
         try:
-            wanted = json.loads(prefer)
+            preferences = json.loads(prefer)
         except json.JSONDecodeError as error:
             raise DataError(f"--prefer must be JSON ({error.msg})") from None
-        if not isinstance(wanted, dict) or not wanted:
+        if not isinstance(preferences, dict) or not preferences:
             raise DataError('--prefer must be a JSON object, e.g. {"category": "books"}')
-        if text is not None:
-            wanted = {**wanted, "text": text}
+    items = [part.strip() for part in (basket or "").split(",") if part.strip()]
     recommender = load_model(model)
     constraint = _parse_filters(filters)
-    if hasattr(recommender, "recommend_for_query"):
-        recs = recommender.recommend_for_query(wanted, k=k, filters=constraint)
-    elif hasattr(recommender, "recommend_cold"):
-        recs = recommender.recommend_cold(wanted, k, filters=constraint)
-    else:
-        raise DataError(
-            f"model '{recommender.name}' ranks for users only: train 'content' or 'fallback' "
-            "on data with item features to answer queries"
-        )
+    wanted = Query(text=text, preferences=preferences, basket=items)
+    recs = recommender.recommend_query(wanted, k, filters=constraint)
+    note = recs.attrs.get("note")
+    errors.print(
+        f"[dim]answered by: {recs.attrs['source']}" + (f" ({note})" if note else "") + "[/dim]",
+        highlight=False,
+    )
     if output is not None:
         _write_table(recs, output)
     else:

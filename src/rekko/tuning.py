@@ -149,7 +149,7 @@ def tune(
                 params[name] = trial.suggest_categorical(name, list(dim.choices))
         started = time.perf_counter()
         candidate = create_model(model, **params).fit(fit_part)
-        ranked = candidate.recommend_indices(tests.users, max(protocol.ks))
+        ranked = candidate.rank(tests.users, max(protocol.ks)).items
         score = score_rankings(ranked, tests, fit_part, protocol)[metric]
         trial.set_user_attr("seconds", time.perf_counter() - started)
         progress.step(f"{model} trials", trial.number + 1, trials)

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from rekko.cli import app
 from rekko.evaluation import evaluate_recommendations
+from rekko.models import load_model
 
 runner = CliRunner()
 
@@ -264,10 +265,18 @@ def test_query_answers_stated_needs_with_no_user(datasets_dir: Path, tmp_path: P
     assert (frame["gig_design_style"].to_numpy()[index] == "anime").all()
 
     result = rekko("query", "-m", str(tmp_path / "gigs"), cwd=tmp_path)
-    assert result.returncode == 1 and "give --text, --prefer or both" in result.stderr
+    assert result.returncode == 1 and "give --text, --prefer, --basket" in result.stderr
+    # a model without a query step answers through the shared routes, and says which
     ok("train", "--dataset", "demo", "-m", "popularity", "-o", str(tmp_path / "pop"))
     result = rekko("query", "-m", str(tmp_path / "pop"), "--text", "shoes", cwd=tmp_path)
-    assert result.returncode == 1 and "ranks for users only" in result.stderr
+    assert result.returncode == 0 and "answered by: popularity" in result.stderr
+    pop = load_model(tmp_path / "pop")
+    some = list(pop.items_.external_ids[:2])  # type: ignore[union-attr]
+    result = rekko(
+        "query", "-m", str(tmp_path / "pop"), "--basket", ",".join(map(str, some)), cwd=tmp_path
+    )
+    assert result.returncode == 0 and "answered by: basket" in result.stderr
+    assert not {str(item) for item in some} & set(result.stdout.split()), "basket items shown"
 
 
 def test_evaluate_takes_parameters_per_model(tmp_path: Path) -> None:

@@ -24,14 +24,14 @@ def _tiny() -> Dataset:
 def test_popularity_ranks_by_distinct_users_and_excludes_seen() -> None:
     model = create_model("popularity").fit(_tiny())
     # x: 3 users, then y and w: 2 users each (tie broken by overall count, then item order).
-    assert model.popular_items(4) == ["x", "y", "w", "z"]
+    assert model.recommend_query(None, k=4)["item_id"].tolist() == ["x", "y", "w", "z"]
     assert model.recommend(["d"], k=2)["item_id"].tolist() == ["x", "y"]
     assert model.recommend(["a"], k=5)["item_id"].tolist() == ["w", "z"]
 
 
 def test_popularity_window_counts_only_recent_interactions() -> None:
     model = create_model("popularity", window_days=1).fit(_tiny())
-    assert model.popular_items(1) == ["w"]
+    assert model.recommend_query(None, k=1)["item_id"].tolist() == ["w"]
 
 
 def test_popularity_window_needs_timestamps() -> None:

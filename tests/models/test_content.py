@@ -157,55 +157,58 @@ def test_fold_in_serves_a_new_user() -> None:
 
 # -- queries ---------------------------------------------------------------------------------
 def test_free_text_query_ranks_matching_items_first(shop_model: ContentModel) -> None:
-    recs = shop_model.recommend_for_query("jazz album", k=3)
+    recs = shop_model.recommend_query("jazz album", k=3)
     assert list(recs.columns) == ["item_id", "rank", "score"]
+    assert recs.attrs["source"] == "content"
     assert set(recs["item_id"][:2]) == {"c", "d"}
     assert recs["rank"].tolist() == [1, 2, 3]
 
 
 def test_free_text_names_attribute_labels(shop_model: ContentModel) -> None:
     # "garden" is no word of any title except e's, but it is a category label: both count.
-    recs = shop_model.recommend_for_query("something for the garden", k=1)
+    recs = shop_model.recommend_query("something for the garden", k=1)
     assert recs["item_id"].tolist() == ["e"]
     assert "category: garden" in shop_model.explain("e", query="something for the garden")
 
 
 def test_attribute_queries_and_cold_items(shop_model: ContentModel) -> None:
-    recs = shop_model.recommend_for_query({"tags": "poems"}, k=1)
+    recs = shop_model.recommend_query({"tags": "poems"}, k=1)
     assert recs["item_id"].tolist() == ["f"]  # f has no interactions: content still knows it
-    recs = shop_model.recommend_for_query({"category": "books", "price": 11}, k=3)
+    recs = shop_model.recommend_query({"category": "books", "price": 11}, k=3)
     assert recs["item_id"].tolist()[:2] == ["a", "f"]  # books, nearest in price
 
 
 def test_typos_are_forgiven_by_character_ngrams(shop_model: ContentModel) -> None:
-    assert shop_model.recommend_for_query("mistery", k=2)["item_id"].tolist() == ["a", "b"]
+    assert shop_model.recommend_query("mistery", k=2)["item_id"].tolist() == ["a", "b"]
     without = _content(char_weight=0).fit(_shop())
     with pytest.raises(DataError, match="matches no known words"):
-        without.recommend_for_query("mistery")
+        without.recommend_query("mistery", strict=True)
 
 
 def test_queries_respect_filters_and_exclusions(shop_model: ContentModel) -> None:
-    recs = shop_model.recommend_for_query(
-        "novel", k=10, filters=Range("price", high=20), exclude=["a"]
-    )
+    recs = shop_model.recommend_query("novel", k=10, filters=Range("price", high=20), exclude=["a"])
     assert recs["item_id"].tolist()[0] == "f"
     assert set(recs["item_id"]) <= {"c", "f"}
     assert len(recs) == 2
 
 
 def test_query_errors(shop_model: ContentModel) -> None:
-    with pytest.raises(DataError, match="matches no known words or attributes"):
-        shop_model.recommend_for_query("qqqq")
+    with pytest.raises(DataError, match="matches no known words, attributes or items"):
+        shop_model.recommend_query("qqqq", strict=True)
+    # not strict: the shared routes answer, and say why
+    fallen = shop_model.recommend_query("qqqq", k=2)
+    assert fallen.attrs["source"] == "popularity" and len(fallen) == 2
+    assert fallen.attrs["note"] == "the query matched nothing the model knows"
     with pytest.raises(DataError, match="unknown item feature 'colour'"):
-        shop_model.recommend_for_query({"colour": "red"})
+        shop_model.recommend_query({"colour": "red"})
     with pytest.raises(DataError, match="must be a number"):
-        shop_model.recommend_for_query({"price": "cheap"})
+        shop_model.recommend_query({"price": "cheap"})
     with pytest.raises(ModelError, match="k must be at least 1"):
-        shop_model.recommend_for_query("novel", k=0)
+        shop_model.recommend_query("novel", k=0)
 
 
 def test_no_query_ranks_by_popularity(shop_model: ContentModel) -> None:
-    recs = shop_model.recommend_for_query(None, k=2)
+    recs = shop_model.recommend_query(None, k=2)
     assert recs["item_id"].tolist() == ["c", "a"]  # c: two users; then the first of the rest
 
 
@@ -226,7 +229,7 @@ def test_saved_model_answers_queries_identically(shop_model: ContentModel, tmp_p
     assert isinstance(loaded, ContentModel)
     for query in ("mistery novel", "jazz", {"category": "books", "price": 25}):
         pd.testing.assert_frame_equal(
-            loaded.recommend_for_query(query, k=6), shop_model.recommend_for_query(query, k=6)
+            loaded.recommend_query(query, k=6), shop_model.recommend_query(query, k=6)
         )
         assert (loaded.query_vector(query) != shop_model.query_vector(query)).nnz == 0
     users = np.arange(4)
@@ -254,7 +257,7 @@ def test_fiverr_anime_under_30_returns_only_qualifying_gigs_anime_first(
 ) -> None:
     assert fiverr.item_features is not None
     frame = fiverr.item_features.frame
-    recs = fiverr_model.recommend_for_query("anime", k=20, filters=Range("gig_price_from", high=30))
+    recs = fiverr_model.recommend_query("anime", k=20, filters=Range("gig_price_from", high=30))
     index = fiverr.items.to_index(recs["item_id"])
     assert len(recs) == 20
     assert (frame["gig_price_from"].to_numpy()[index] <= 30).all()
@@ -271,11 +274,11 @@ def test_fiverr_anime_under_30_returns_only_qualifying_gigs_anime_first(
 def test_fiverr_stated_style_and_words(fiverr: Dataset, fiverr_model: ContentModel) -> None:
     assert fiverr.item_features is not None
     frame = fiverr.item_features.frame
-    recs = fiverr_model.recommend_for_query("minimalist hand-drawn logo", k=10)
+    recs = fiverr_model.recommend_query("minimalist hand-drawn logo", k=10)
     index = fiverr.items.to_index(recs["item_id"])
     assert (frame["gig_design_type"].to_numpy()[index] == "logos").all()
     assert set(frame["gig_design_style"].to_numpy()[index]) <= {"minimalist", "hand drawn"}
-    by_style = fiverr_model.recommend_for_query(
+    by_style = fiverr_model.recommend_query(
         {"gig_design_style": "calligraphy"},
         k=10,
         filters=Equals("gig_design_type", "fonts & typography"),
@@ -327,5 +330,5 @@ def test_seefud_recommendations_resemble_what_users_cooked(datasets_dir: Path) -
         np.mean(shared_recommended),
         np.mean(shared_random),
     )
-    spicy = model.recommend_for_query("ayam pedas", k=5)["item_id"].tolist()
+    spicy = model.recommend_query("ayam pedas", k=5)["item_id"].tolist()
     assert all("ayam" in title or "pedas" in title for title in spicy)

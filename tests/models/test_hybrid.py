@@ -365,29 +365,29 @@ def test_everyone_gets_recommendations(fallback: Fallback) -> None:
     assert set(newbie[:3]) == {"i5", "i6", "i7"}  # what French users took
     nobody = recs.loc[recs["user_id"] == "nobody", "item_id"].tolist()
     popular = create_model("popularity").fit(_mixed())
-    assert nobody == popular.popular_items(4)  # type: ignore[attr-defined]
+    assert nobody == popular.recommend_query(None, k=4)["item_id"].tolist()
 
 
 def test_cold_preferences_go_down_the_chain(fallback: Fallback) -> None:
-    by_text = fallback.recommend_cold("fish", k=3)
+    by_text = fallback.recommend_query("fish", k=3)
     assert by_text.attrs["source"] == "content"
     assert set(by_text["item_id"]) == {"i5", "i6", "i7"}
-    by_kind = fallback.recommend_cold({"kind": "veg"}, k=2)
+    by_kind = fallback.recommend_query({"kind": "veg"}, k=2)
     assert set(by_kind["item_id"]) == {"i3", "i4"}
-    by_country = fallback.recommend_cold({"country": "de"}, k=3)
+    by_country = fallback.recommend_query({"country": "de"}, k=3)
     assert by_country.attrs["source"] == "demographic"
     assert set(by_country["item_id"]) == {"i8", "i9", "i10"}
     for nothing in (None, "qqqq", {"country": "Mars"}):
-        recs = fallback.recommend_cold(nothing, k=3)
+        recs = fallback.recommend_query(nothing, k=3)
         assert recs.attrs["source"] == "popularity" and len(recs) == 3
-    cheap = fallback.recommend_cold("cake", k=10, filters=Range("price", high=6))
+    cheap = fallback.recommend_query("cake", k=10, filters=Range("price", high=6))
     assert len(cheap) == 8 and set(cheap["item_id"][:2]) == {"i9", "i10"}
     with pytest.raises(DataError, match="unknown features"):
-        fallback.recommend_cold({"colour": "red"})
+        fallback.recommend_query({"colour": "red"})
 
 
 def test_cold_recommendations_take_boosts(fallback: Fallback) -> None:
-    recs = fallback.recommend_cold("fish", k=1, boosts=[Boost(Equals("kind", "bread"), 5.0)])
+    recs = fallback.recommend_query("fish", k=1, boosts=[Boost(Equals("kind", "bread"), 5.0)])
     assert recs["item_id"].tolist() == ["i11"]
 
 
@@ -399,7 +399,7 @@ def test_fallback_saves_and_loads(fallback: Fallback, tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(loaded.recommend(users, k=5), fallback.recommend(users, k=5))
     for preferences in ("fish", {"country": "de"}, None):
         pd.testing.assert_frame_equal(
-            loaded.recommend_cold(preferences, k=4), fallback.recommend_cold(preferences, k=4)
+            loaded.recommend_query(preferences, k=4), fallback.recommend_query(preferences, k=4)
         )
 
 
@@ -421,7 +421,7 @@ def test_fallback_without_item_features_skips_content() -> None:
     )
     assert isinstance(model, Fallback) and "content" not in model.components_
     assert model.route_of(["a", "b"]) == ["primary", "primary"]
-    assert model.recommend_cold("anything", k=2).attrs["source"] == "popularity"
+    assert model.recommend_query("anything", k=2).attrs["source"] == "popularity"
 
 
 def test_every_fiverr_client_and_a_new_one_are_served(datasets_dir: Path) -> None:
@@ -439,7 +439,7 @@ def test_every_fiverr_client_and_a_new_one_are_served(datasets_dir: Path) -> Non
     assert (recs.groupby("user_id").size() == 5).all() and recs["user_id"].nunique() == len(clients)
     assert data.item_features is not None
     frame = data.item_features.frame
-    wanted = model.recommend_cold(
+    wanted = model.recommend_query(
         {"gig_design_style": "anime", "text": "cute chibi"},
         k=10,
         filters=Range("gig_price_from", high=30),

@@ -10,7 +10,7 @@ import pytest
 
 from rekko.data.dataset import Dataset
 from rekko.errors import DataError, ModelError
-from rekko.models import create_model, load_model
+from rekko.models import Query, create_model, load_model
 from rekko.models.multitask import MultitaskTwoTower
 from rekko.models.ranking import RankingModel
 from rekko.models.two_tower import TwoTower
@@ -109,7 +109,9 @@ def test_in_batch_softmax_learns_the_blocks(blocks: Dataset) -> None:
 
 def test_new_user_with_features_gets_their_group(two_tower: TwoTower) -> None:
     for group in range(GROUPS):
-        recs = two_tower.recommend_for_features({"group": f"g{group}"}, k=ITEMS_PER_GROUP)
+        recs = two_tower.recommend_query(
+            Query(user_features={"group": f"g{group}"}), k=ITEMS_PER_GROUP, strict=True
+        )
         assert (recs["item_id"].map(group_of) == str(group)).mean() >= 0.9, group
         assert recs["rank"].tolist() == list(range(1, len(recs) + 1))
     vectors = [two_tower.user_vector_for({"group": f"g{g}"}) for g in range(GROUPS)]
@@ -118,14 +120,15 @@ def test_new_user_with_features_gets_their_group(two_tower: TwoTower) -> None:
 
 def test_new_user_from_history_excludes_it(two_tower: TwoTower) -> None:
     history = ["i3-0", "i3-1", "i3-2"]
-    recs = two_tower.recommend_for_features(history=history, k=3)
+    recs = two_tower.recommend_query(Query(basket=history), k=3, strict=True)
+    assert recs.attrs["source"] == "two-tower"
     assert not set(history) & set(recs["item_id"])
     assert (recs["item_id"].map(group_of) == "3").all()
 
 
 def test_unknown_feature_names_are_clear_errors(two_tower: TwoTower) -> None:
     with pytest.raises(DataError, match="no_such_feature"):
-        two_tower.recommend_for_features({"no_such_feature": 1})
+        two_tower.recommend_query(Query(user_features={"no_such_feature": 1}))
 
 
 def test_fold_in_serves_a_new_user_from_events(blocks: Dataset) -> None:

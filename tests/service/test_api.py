@@ -92,7 +92,8 @@ def test_anonymous_visitors(client: TestClient) -> None:
     text = client.post(
         "/recommendations/anonymous", json={"query": "vintage novel", "k": 3, "fields": ["title"]}
     ).json()
-    assert text["fallback"] == "keywords"  # popularity cannot read text: word matching
+    # the default hybrid reads text with its content component: no fallback
+    assert text["fallback"] is None and text["note"] is None
     assert all(
         {"vintage", "novel"} & set(item["fields"]["title"].split()) for item in text["items"]
     )
@@ -100,7 +101,7 @@ def test_anonymous_visitors(client: TestClient) -> None:
         "/recommendations/anonymous",
         json={"preferences": {"category": "garden"}, "k": 3, "fields": ["category"]},
     ).json()
-    assert stated["fallback"] == "preferences"
+    assert stated["fallback"] is None
     assert {item["fields"]["category"] for item in stated["items"]} == {"garden"}
     basket = client.post(
         "/recommendations/anonymous", json={"items": ["i0001", "i0002"], "k": 5}
@@ -275,3 +276,19 @@ def test_prometheus_metrics(client: TestClient) -> None:
     version = client.get("/ready").json()["model_version"]
     assert f'rekko_model_active{{version="{version}"}} 1.0' in text
     assert "rekko_events_stored_total" in text
+
+
+def test_a_new_user_whose_events_name_only_unknown_items_is_served(fresh: TestClient) -> None:
+    """The fuzzer's 500: fold-in took the user in without any event it could apply."""
+    event = {"user_id": "0", "item_id": "no-such-item", "type": "view", "event_id": "fz-1"}
+    assert fresh.post("/events", json={"events": [event]}).status_code == 200
+    version = fresh.get("/ready").json()["model_version"]
+    for pinned in (None, version):
+        body = {"user_id": "0", "k": 3, **({"version": pinned} if pinned else {})}
+        answer = fresh.post("/recommendations", json=body)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["fallback"] == "popularity" and len(answer.json()["items"]) == 3
+    known = {"user_id": "0", "item_id": "i0001", "type": "view", "event_id": "fz-2"}
+    assert fresh.post("/events", json={"events": [known]}).status_code == 200
+    again = fresh.post("/recommendations", json={"user_id": "0", "k": 3}).json()
+    assert again["fallback"] is None and "i0001" not in _items(again)  # folded in at once

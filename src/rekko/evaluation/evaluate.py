@@ -166,13 +166,13 @@ def evaluate(
         started = time.perf_counter()
         model.fit(train)
         fitted = time.perf_counter()
-        recommended = model.recommend_indices(tests.users, max(protocol.ks))
+        recommended = model.rank(tests.users, max(protocol.ks)).items
         ranked = time.perf_counter()
         row: dict[str, float | str | int] = {"model": label}
         row.update(score_rankings(recommended, tests, train, protocol))
         if model.abilities.explicit and train.explicit:
             pairs = tests.pairs
-            predicted = model._predict(pairs["user"].to_numpy(), pairs["item"].to_numpy())
+            predicted = model.predict_indices(pairs["user"].to_numpy(), pairs["item"].to_numpy())
             actual = pairs["value"].to_numpy(dtype=np.float64)
             row["rmse"] = m.rmse(predicted.astype(np.float64), actual)
             row["mae"] = m.mae(predicted.astype(np.float64), actual)

@@ -13,15 +13,16 @@ folder cannot run code.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import zipfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal, NamedTuple, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -29,12 +30,14 @@ import pandas as pd
 import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from rekko.boosts import Boost, boost_scores
 from rekko.constraints import Constraint
 from rekko.data.dataset import Dataset, FeatureTable
 from rekko.data.idmap import IdMap
 from rekko.errors import DataError, ModelError, NotFittedError
 from rekko.index.ann import IndexCache, IndexMode, TopK, wants_ann
 from rekko.index.topk import top_k
+from rekko.models.query import PreferenceError, Query, QueryRanking, QueryScores
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +49,8 @@ _ABILITY_WORDS = {
     "cold_users": "users it was not trained on",
     "fold_in": "folding in new events",
     "similar_items": "similar items",
+    "queries": "queries (free text, stated preferences, a basket or user features)",
+    "boosts": "soft boosts",
 }
 
 FORMAT = "rekko-model"
@@ -72,6 +77,9 @@ class Abilities:
         uses_features: reads item or user feature tables.
         fold_in: takes a user's new events into account without retraining.
         similar_items: answers ``similar_items``.
+        queries: reads a :class:`~rekko.models.query.Query` with its own scoring (every model
+            answers queries through the shared routes of :mod:`rekko.models.cold`).
+        boosts: takes soft boosts (:mod:`rekko.boosts`) in ``rank`` and ``recommend``.
     """
 
     explicit: bool = False
@@ -79,6 +87,8 @@ class Abilities:
     uses_features: bool = False
     fold_in: bool = False
     similar_items: bool = False
+    queries: bool = False
+    boosts: bool = False
 
     @property
     def explains(self) -> bool:
@@ -87,8 +97,29 @@ class Abilities:
         return self.similar_items
 
 
+class Fitted(NamedTuple):
+    """A fitted model's id maps and interaction matrix (training events plus folded-in ones)."""
+
+    users: IdMap
+    items: IdMap
+    seen: sp.csr_matrix
+
+
+class Ranking(NamedTuple):
+    """Top-K item indices (``-1`` padded) and scores per user, best first: (users, k)."""
+
+    items: npt.NDArray[np.int64]
+    scores: npt.NDArray[np.float32]
+
+
 class Recommender(ABC):
-    """Base class of all models. ``__init__`` only stores validated hyperparameters."""
+    """Base class of all models. ``__init__`` only stores validated hyperparameters.
+
+    What a new model implements is described in ``docs/models.md``: ``_fit`` and ``_score``,
+    and optionally ``_similar``, ``_refresh_users``, ``_state`` / ``_set_state``,
+    ``_factors``, ``_ranking_scores`` (models that re-rank or blend), ``_query_scores``
+    (models that read queries) and ``export_contract``.
+    """
 
     #: Registry name, used by the CLI, config files and model folders.
     name: ClassVar[str]
@@ -111,6 +142,9 @@ class Recommender(ABC):
         self.item_features_: FeatureTable | None = None
         self.metadata_: dict[str, Any] = {}
         self._ann_index = IndexCache()
+        # Values derived from the fitted state (popularity...), keyed by name; each entry
+        # remembers the matrix it was computed from.
+        self._derived: dict[str, tuple[object, Any]] = {}
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.params.model_dump().items())
@@ -126,6 +160,7 @@ class Recommender(ABC):
         self.seen_ = dataset.matrix.copy()
         self.item_features_ = dataset.item_features
         self._ann_index.clear()
+        self._derived = {}
         self._fit(dataset)
         self.metadata_ = {
             "data_fingerprint": dataset.fingerprint(),
@@ -151,22 +186,55 @@ class Recommender(ABC):
     def is_fitted(self) -> bool:
         return self.seen_ is not None
 
-    def _fitted(self) -> tuple[IdMap, IdMap, sp.csr_matrix]:
+    def fitted(self) -> Fitted:
+        """The id maps and interactions of a fitted model (raises :class:`NotFittedError`)."""
         if self.users_ is None or self.items_ is None or self.seen_ is None:
             raise NotFittedError(f"{self.name}: the model is not trained yet (call fit or load)")
-        return self.users_, self.items_, self.seen_
+        return Fitted(self.users_, self.items_, self.seen_)
+
+    def _fitted(self) -> Fitted:
+        return self.fitted()
+
+    def copy(self) -> Self:
+        """A copy to fold events into while this one keeps serving (see :meth:`add_interactions`).
+
+        Arrays are shared, not copied: ``add_interactions`` replaces the copy's matrices and
+        id maps rather than changing them, so a reader of the original sees a consistent model.
+        """
+        clone = copy.copy(self)
+        clone._derived = dict(self._derived)
+        return clone
+
+    def derived(
+        self, name: str, compute: Callable[[], Any], depends_on: object | None = None
+    ) -> Any:
+        """A value computed once from ``depends_on`` (by default the current interactions),
+        until that object is replaced (a fit, a load, new events)."""
+        source = self.fitted().seen if depends_on is None else depends_on
+        cached = self._derived.get(name)
+        if cached is not None and cached[0] is source:
+            return cached[1]
+        value = compute()
+        self._derived[name] = (source, value)
+        return value
 
     def _require(self, ability: str) -> None:
         if not getattr(self.abilities, ability):
             what = _ABILITY_WORDS.get(ability, ability.replace("_", " "))
             raise ModelError(f"model '{self.name}' does not support {what}")
 
-    def _item_mask(
+    def item_mask(
         self,
-        filters: Constraint | None,
-        candidates: Iterable[object] | None,
-        exclude: Iterable[object] | None,
+        filters: Constraint | None = None,
+        candidates: Iterable[object] | None = None,
+        exclude: Iterable[object] | None = None,
     ) -> npt.NDArray[np.bool_] | None:
+        """The items that may be recommended (a boolean array over item indices), or ``None``
+        when every item may.
+
+        ``filters`` is a constraint over item attributes, ``candidates`` the only items to rank
+        and ``exclude`` items never to return (external ids; unknown ones are ignored).
+        """
         _, items, _ = self._fitted()
         allowed: npt.NDArray[np.bool_] | None = None
         if candidates is not None:
@@ -198,6 +266,7 @@ class Recommender(ABC):
         candidates: Iterable[object] | None = None,
         exclude: Iterable[object] | None = None,
         unknown: Unknown = "raise",
+        boosts: Sequence[Boost] = (),
     ) -> pd.DataFrame:
         """Top-``k`` items for each user, as a frame ``user_id, item_id, rank, score``.
 
@@ -211,52 +280,82 @@ class Recommender(ABC):
             exclude: never return these items.
             unknown: users the model does not know raise :class:`~rekko.errors.UnknownIdError`
                 (``"raise"``, the default) or are left out of the result (``"skip"``).
+            boosts: soft preferences added to the scores (models with ``abilities.boosts``).
 
-        Rank 1 is best. A user gets fewer than ``k`` rows only when fewer items qualify.
+        Rank 1 is best. A user gets fewer than ``k`` rows only when fewer items qualify. This
+        maps ids and builds the frame around :meth:`rank`, which does the ranking.
+        """
+        user_map, item_map, _ = self._fitted()
+        index = user_map.to_index(
+            list(users), unknown="mark" if unknown == "skip" else "raise", what="user"
+        )
+        index = index[index >= 0]
+        allowed = self.item_mask(filters, candidates, exclude)
+        best, scores = self.rank(
+            index, k, allowed=allowed, exclude_seen=exclude_seen, boosts=boosts
+        )
+        valid = best >= 0
+        n_per_user = valid.sum(axis=1)
+        return pd.DataFrame(
+            {
+                "user_id": pd.Series(
+                    user_map.to_external(np.repeat(index, n_per_user)), dtype=object
+                ),
+                "item_id": pd.Series(item_map.to_external(best[valid]), dtype=object),
+                "rank": _ranks(n_per_user),
+                "score": scores[valid].astype(np.float32),
+            }
+        )
+
+    def rank(
+        self,
+        users: npt.ArrayLike,
+        k: int,
+        *,
+        allowed: npt.NDArray[np.bool_] | None = None,
+        exclude_seen: bool = True,
+        boosts: Sequence[Boost] = (),
+    ) -> Ranking:
+        """The one ranking call: the best ``k`` item indices and scores for user indices.
+
+        Every path that recommends ends here: :meth:`recommend`, the HTTP service, batch
+        recommendation, evaluation and tuning. ``allowed`` (a boolean array over items, see
+        :meth:`item_mask`) limits the items that may be returned; ``exclude_seen`` leaves out
+        each user's interactions. The arrays have ``k`` columns, best first, ``-1`` (score
+        ``-inf``) where fewer than ``k`` items qualify. Equal scores are ordered by item
+        index, in every implementation.
         """
         user_map, item_map, _ = self._fitted()
         if k < 1:
             raise ModelError(f"k must be at least 1, got {k}")
-        user_list = list(users)
-        index = user_map.to_index(
-            user_list, unknown="mark" if unknown == "skip" else "raise", what="user"
-        )
-        known = index >= 0
-        index = index[known]
-        allowed = self._item_mask(filters, candidates, exclude)
-        frames: list[pd.DataFrame] = []
+        index = np.asarray(users, dtype=np.int64).reshape(-1)
+        if len(index) and (index.min() < 0 or index.max() >= len(user_map)):
+            raise ModelError(f"{self.name}: user indices must lie in [0, {len(user_map)})")
+        if allowed is not None and allowed.shape != (len(item_map),):
+            raise ModelError(f"{self.name}: allowed must be a boolean array of {len(item_map)}")
+        boost = None
+        if boosts:
+            self._require("boosts")
+            boost = boost_scores(boosts, self.item_features_, len(item_map))
+        width = min(k, len(item_map))
+        if 0 < len(index) <= BATCH_USERS and width == k:
+            return Ranking(*self._rank_batch(index, k, allowed, exclude_seen, boost))
+        out = np.full((len(index), k), -1, dtype=np.int64)
+        out_scores = np.full((len(index), k), -np.inf, dtype=np.float32)
         for start in range(0, len(index), BATCH_USERS):
             batch = index[start : start + BATCH_USERS]
-            item_index, item_scores = self._top_k(batch, k, allowed, exclude_seen)
-            valid = item_index >= 0
-            n_per_user = valid.sum(axis=1)
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "user_id": user_map.to_external(np.repeat(batch, n_per_user)),
-                        "item_id": item_map.to_external(item_index[valid]),
-                        "rank": _ranks(n_per_user),
-                        "score": item_scores[valid],
-                    }
-                )
-            )
-        if not frames:
-            return pd.DataFrame(
-                {
-                    "user_id": pd.Series(dtype=object),
-                    "item_id": pd.Series(dtype=object),
-                    "rank": pd.Series(dtype=np.int64),
-                    "score": pd.Series(dtype=np.float32),
-                }
-            )
-        return pd.concat(frames, ignore_index=True)
+            best, scores = self._rank_batch(batch, width, allowed, exclude_seen, boost)
+            out[start : start + len(batch), : best.shape[1]] = best
+            out_scores[start : start + len(batch), : best.shape[1]] = scores
+        return Ranking(out, out_scores)
 
-    def _top_k(
+    def _rank_batch(
         self,
         users: npt.NDArray[np.int64],
         k: int,
         allowed: npt.NDArray[np.bool_] | None,
         exclude_seen: bool,
+        boost: npt.NDArray[np.float64] | None,
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
         """Best ``k`` item indices (-1 padded) and scores for a batch of user indices.
 
@@ -264,12 +363,13 @@ class Recommender(ABC):
         exclusions and filters stay exact (see :mod:`rekko.index.ann`).
         """
         _, _, seen = self._fitted()
-        factors = None if self.index_mode == "exact" else self._factors()
+        factors = None if self.index_mode == "exact" or boost is not None else self._factors()
         if factors is not None and wants_ann(self.index_mode, len(factors[1])):
             user_vectors, item_vectors = factors
 
             def exact(rows: npt.NDArray[np.int64], depth: int) -> TopK:
-                return self._exact_top_k(users[rows], depth, allowed, exclude_seen)
+                scores = self._ranking_scores(users[rows], allowed, exclude_seen, None)
+                return top_k(scores, depth)
 
             return self._ann_index.get(item_vectors).top_k(
                 user_vectors[users],
@@ -278,16 +378,21 @@ class Recommender(ABC):
                 seen=seen[users] if exclude_seen else None,
                 exact=exact,
             )
-        return self._exact_top_k(users, k, allowed, exclude_seen)
+        return top_k(self._ranking_scores(users, allowed, exclude_seen, boost), k)
 
-    def _exact_top_k(
+    def _ranking_scores(
         self,
         users: npt.NDArray[np.int64],
-        k: int,
         allowed: npt.NDArray[np.bool_] | None,
         exclude_seen: bool,
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-        """Brute force: score every item, mask exclusions, take the top ``k``."""
+        boost: npt.NDArray[np.float64] | None,
+    ) -> npt.NDArray[np.float32]:
+        """The score step of :meth:`rank`: scores of every item for each user, ``-inf`` where
+        an item may not be returned (not ``allowed``, or seen when ``exclude_seen``).
+
+        Models that blend or re-rank (hybrid, fallback) override this step, never ``rank``.
+        ``boost`` (summed soft boosts per item) only reaches models with ``abilities.boosts``.
+        """
         _, _, seen = self._fitted()
         scores = np.array(self._score(users), dtype=np.float32, copy=True)
         if allowed is not None:
@@ -295,7 +400,7 @@ class Recommender(ABC):
         if exclude_seen:
             rows = seen[users]
             scores[np.repeat(np.arange(len(users)), np.diff(rows.indptr)), rows.indices] = -np.inf
-        return top_k(scores, k)
+        return scores
 
     def _factors(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None:
         """``(user_vectors, item_vectors)`` when ``_score(users)`` equals
@@ -307,20 +412,122 @@ class Recommender(ABC):
         """
         return None
 
-    def recommend_indices(
-        self, users: npt.NDArray[np.int64], k: int, *, exclude_seen: bool = True
-    ) -> npt.NDArray[np.int64]:
-        """Top-``k`` item indices for user indices, shape (len(users), k), -1 padded.
-
-        The fast path for evaluation, which already works on indices.
-        """
+    def factors(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None:
+        """``(user_vectors, item_vectors)`` of a model whose scores are their dot products
+        (ALS, BPR, spark-als, two-tower...), else ``None``. Batch top-K on Spark uses them."""
         self._fitted()
-        out = np.full((len(users), k), -1, dtype=np.int64)
-        for start in range(0, len(users), BATCH_USERS):
-            batch = np.asarray(users[start : start + BATCH_USERS], dtype=np.int64)
-            best, _ = self._top_k(batch, k, None, exclude_seen)
-            out[start : start + len(batch), : best.shape[1]] = best
-        return out
+        return self._factors()
+
+    # -- people the model does not know ----------------------------------------------------
+    def rank_query(
+        self,
+        query: Query | str | Mapping[str, Any] | None,
+        k: int,
+        *,
+        allowed: npt.NDArray[np.bool_] | None = None,
+        strict: bool = False,
+        boosts: Sequence[Boost] = (),
+    ) -> QueryRanking:
+        """The best ``k`` items for someone without a history, from a :class:`Query`.
+
+        A model with ``abilities.queries`` answers with its own scoring first; when it has
+        none, or its step matched nothing (``note`` says so), the shared routes of
+        :mod:`rekko.models.cold` answer: items like the basket, stated preferences as
+        constraints, words of the text matched against item features, and popularity.
+        ``source`` names the route. Basket items are never returned. With ``strict``, only
+        the model's own step may answer: a query it cannot read raises
+        :class:`~rekko.errors.DataError` (or :class:`~rekko.errors.ModelError` for a model
+        without the ability). ``boosts`` apply to the model's own step (``abilities.boosts``).
+        """
+        from rekko.models import cold
+
+        _, item_map, _ = self._fitted()
+        if k < 1:
+            raise ModelError(f"k must be at least 1, got {k}")
+        wanted = Query.of(query)
+        if allowed is not None and allowed.shape != (len(item_map),):
+            raise ModelError(f"{self.name}: allowed must be a boolean array of {len(item_map)}")
+        if strict:
+            self._require("queries")
+        boost = None
+        if boosts:
+            self._require("boosts")
+            boost = boost_scores(boosts, self.item_features_, len(item_map))
+        mask = np.ones(len(item_map), dtype=bool) if allowed is None else allowed.copy()
+        basket = item_map.to_index(list(wanted.basket), unknown="mark")
+        basket = np.unique(basket[basket >= 0])
+        mask[basket] = False
+        note = None
+        if self.abilities.queries and (not wanted.is_empty or strict):
+            try:
+                own = self._query_scores(wanted, boost)
+            except PreferenceError:
+                raise
+            except DataError as error:  # what the query states is what the model cannot read
+                raise PreferenceError(str(error)) from None
+            if own is not None:
+                where = mask if own.allowed is None else mask & own.allowed
+                best, scores = top_k(np.where(where, own.scores, -np.inf)[None, :], k)
+                valid = best[0] >= 0
+                return QueryRanking(best[0][valid], scores[0][valid], own.source)
+            if strict:
+                raise DataError(
+                    f"{self.name}: the query matches no known words, attributes or items"
+                )
+            if wanted.text is not None or wanted.preferences or wanted.user_features:
+                note = "the query matched nothing the model knows"
+        return cold.answer(self, wanted, basket, mask, k, note)
+
+    def recommend_query(
+        self,
+        query: Query | str | Mapping[str, Any] | None,
+        k: int = 10,
+        *,
+        filters: Constraint | None = None,
+        candidates: Iterable[object] | None = None,
+        exclude: Iterable[object] | None = None,
+        strict: bool = False,
+        boosts: Sequence[Boost] = (),
+    ) -> pd.DataFrame:
+        """:meth:`rank_query` with ids: a frame ``item_id, rank, score``; ``attrs`` hold the
+        ``source`` and ``note`` of the answer. Filters apply before the top K."""
+        _, item_map, _ = self._fitted()
+        answer = self.rank_query(
+            query,
+            k,
+            allowed=self.item_mask(filters, candidates, exclude),
+            strict=strict,
+            boosts=boosts,
+        )
+        frame = pd.DataFrame(
+            {
+                "item_id": pd.Series(item_map.to_external(answer.items), dtype=object),
+                "rank": np.arange(1, len(answer.items) + 1, dtype=np.int64),
+                "score": answer.scores.astype(np.float32),
+            }
+        )
+        frame.attrs["source"] = answer.source
+        frame.attrs["note"] = answer.note
+        return frame
+
+    def _query_scores(
+        self, query: Query, boost: npt.NDArray[np.float64] | None
+    ) -> QueryScores | None:
+        """This model's own scores for ``query`` (models with ``abilities.queries``), or
+        ``None`` when it matched nothing the model knows. Bad queries (unknown features,
+        values of the wrong kind) raise :class:`~rekko.errors.DataError`."""
+        return None
+
+    def popularity(self) -> npt.NDArray[np.float32]:
+        """How popular each item is: the number of users who interacted with it (training
+        events and events folded in since). The shared routes rank by it."""
+
+        def count() -> npt.NDArray[np.float32]:
+            _, items, seen = self._fitted()
+            return np.bincount(seen.indices, minlength=len(items)).astype(np.float32)
+
+        result: npt.NDArray[np.float32] = self.derived("popularity", count)
+        return result
 
     def score(self, user: object, items: Sequence[object]) -> npt.NDArray[np.float32]:
         """This model's scores of ``items`` for ``user`` (higher is better)."""
@@ -341,6 +548,16 @@ class Recommender(ABC):
         return self._predict(
             user_map.to_index(users, unknown="mark"), item_map.to_index(items, unknown="mark")
         )
+
+    def predict_indices(
+        self, users: npt.NDArray[np.int64], items: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.float32]:
+        """:meth:`predict` on indices (``-1`` for an unknown user or item), for evaluation."""
+        self._require("explicit")
+        self._fitted()
+        if len(users) != len(items):
+            raise ModelError("predict needs as many users as items")
+        return self._predict(np.asarray(users, np.int64), np.asarray(items, np.int64))
 
     def _predict(
         self, users: npt.NDArray[np.int64], items: npt.NDArray[np.int64]
@@ -382,15 +599,9 @@ class Recommender(ABC):
     ) -> pd.DataFrame:
         """The ``k`` most similar items to each of ``items``: ``item_id, similar_item_id, rank,
         score``. An item is never similar to itself."""
-        self._require("similar_items")
         _, item_map, _ = self._fitted()
         index = item_map.to_index(items, what="item")
-        allowed = self._item_mask(filters, None, None)
-        scores = np.asarray(self._similar(index), dtype=np.float32)
-        scores[np.arange(len(index)), index] = -np.inf
-        if allowed is not None:
-            scores[:, ~allowed] = -np.inf
-        best, best_scores = top_k(scores, k)
+        best, best_scores = self.rank_similar(index, k, allowed=self.item_mask(filters))
         valid = best >= 0
         counts = valid.sum(axis=1)
         return pd.DataFrame(
@@ -401,6 +612,32 @@ class Recommender(ABC):
                 "score": best_scores[valid],
             }
         )
+
+    def rank_similar(
+        self,
+        items: npt.ArrayLike,
+        k: int,
+        *,
+        allowed: npt.NDArray[np.bool_] | None = None,
+    ) -> Ranking:
+        """The ``k`` most similar item indices and scores to each item index (models with
+        ``abilities.similar_items``); ``-1`` padded, never the item itself."""
+        self._require("similar_items")
+        self._fitted()
+        if k < 1:
+            raise ModelError(f"k must be at least 1, got {k}")
+        index = np.asarray(items, dtype=np.int64).reshape(-1)
+        scores = np.array(self._similar(index), dtype=np.float32, copy=True)
+        scores[np.arange(len(index)), index] = -np.inf
+        if allowed is not None:
+            scores[:, ~allowed] = -np.inf
+        best, best_scores = top_k(scores, k)
+        if best.shape[1] < k:
+            best = np.pad(best, ((0, 0), (0, k - best.shape[1])), constant_values=-1)
+            best_scores = np.pad(
+                best_scores, ((0, 0), (0, k - best_scores.shape[1])), constant_values=-np.inf
+            )
+        return Ranking(best, best_scores)
 
     def _similar(self, items: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
         raise ModelError(f"model '{self.name}' does not support similar items")
@@ -428,10 +665,14 @@ class Recommender(ABC):
         )
         if not np.all(np.isfinite(weights)) or np.any(weights < 0):
             raise DataError("event values must be finite numbers >= 0")
-        if self.abilities.fold_in:
-            user_map = user_map.extend(users)
-        user_index = user_map.to_index(users, unknown="mark")
         item_index = item_map.to_index(items, unknown="mark")
+        if self.abilities.fold_in:
+            # Only users with an event on a known item join: a user whose events all name
+            # items the model does not know has nothing to fold in yet.
+            user_map = user_map.extend(
+                [u for u, i in zip(users, item_index, strict=True) if i >= 0]
+            )
+        user_index = user_map.to_index(users, unknown="mark")
         keep = (user_index >= 0) & (item_index >= 0)
         if not keep.all():
             logger.info(

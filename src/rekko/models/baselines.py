@@ -30,8 +30,8 @@ class Popularity(Recommender):
     """Items ranked by how many users interacted with them (the same list for everyone).
 
     With ``window_days``, only the most recent interactions count ("trending"). Ties are broken
-    by the item's overall popularity. It serves any user, known or not, through
-    :meth:`popular_items`.
+    by the item's overall popularity. Anyone the model does not know gets the same list
+    through :meth:`~Recommender.rank_query`, which ranks by :meth:`popularity`.
     """
 
     name = "popularity"
@@ -58,10 +58,11 @@ class Popularity(Recommender):
     def _score(self, users: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
         return np.broadcast_to(self.scores_, (len(users), len(self.scores_))).copy()
 
-    def popular_items(self, k: int = 10) -> list[Any]:
-        """The ``k`` most popular items' external ids (for users no model knows)."""
-        _, items, _ = self._fitted()
-        return list(items.to_external(np.argsort(-self.scores_, kind="stable")[:k]))
+    def popularity(self) -> npt.NDArray[np.float32]:
+        """This model's own popularity (within ``window_days`` when set)."""
+        self._fitted()
+        scores: npt.NDArray[np.float32] = self.scores_
+        return scores
 
     def _state(self) -> dict[str, npt.NDArray[Any]]:
         return {"scores": self.scores_}

@@ -18,7 +18,7 @@ Coordinates (``latitude`` / ``longitude`` columns) are not part of the vectors: 
 A user's profile is the weighted mean of the vectors of the items they interacted with
 (weights: interaction values, optionally decayed by age with ``half_life_days``); items are
 scored by cosine with the profile. A free-text or attribute query is turned into a vector the
-same way (:meth:`ContentModel.recommend_for_query`), which serves people with no history at all.
+same way (:meth:`~Recommender.rank_query`), which serves people with no history at all.
 
 Everything needed to vectorise a query after :meth:`~Recommender.load` (vocabularies, idf
 weights, attribute labels, numeric quantiles) is saved as plain arrays: nothing is pickled.
@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,18 +41,17 @@ from pydantic import Field, model_validator
 from sklearn.feature_extraction.text import TfidfVectorizer, strip_accents_unicode
 from sklearn.preprocessing import normalize
 
-from rekko.constraints import Constraint
 from rekko.data.dataset import Dataset, FeatureTable
 from rekko.errors import DataError, ModelError
-from rekko.index.topk import top_k
 from rekko.models.base import Abilities, Params, Recommender
+from rekko.models.query import Query, QueryScores
 from rekko.models.registry import register
 
 logger = logging.getLogger(__name__)
 
 #: A query: free text, or a mapping of item feature column -> wanted value(s), where the key
 #: ``"text"`` holds free text.
-Query = str | Mapping[str, Any]
+QueryText = str | Mapping[str, Any]
 
 #: Points of the stored quantile curve of each numeric column.
 N_QUANTILES = 101
@@ -424,7 +423,7 @@ class _Vectoriser:
         blocks.append(self._numeric_block(numbers))
         return self._combine(blocks)
 
-    def parse(self, query: Query, features: FeatureTable | None) -> _QueryParts:
+    def parse(self, query: QueryText, features: FeatureTable | None) -> _QueryParts:
         """Split a query into text, attribute labels and numbers; unknown columns raise."""
         if isinstance(query, str):
             return _QueryParts(text=query, labels=self._phrases_in(query))
@@ -624,7 +623,7 @@ class ContentModel(Recommender):
     """Items like the ones a user liked, or like what a new user asks for.
 
     Needs an item feature table. Users are profiles in the item vector space (see the module
-    docstring); unknown users are served by :meth:`recommend_for_query` or by
+    docstring); unknown users are served by :meth:`~Recommender.rank_query` or by
     :meth:`~Recommender.add_interactions` (fold-in: the profile is recomputed from the user's
     accumulated events; recency decay is not applied to those recomputed profiles, as added
     events carry no timestamp). Items nobody interacted with are recommended like any other.
@@ -632,7 +631,9 @@ class ContentModel(Recommender):
     """
 
     name = "content"
-    abilities = Abilities(cold_users=True, uses_features=True, fold_in=True, similar_items=True)
+    abilities = Abilities(
+        cold_users=True, uses_features=True, fold_in=True, similar_items=True, queries=True
+    )
     Params = ContentParams
     params: ContentParams
 
@@ -705,7 +706,7 @@ class ContentModel(Recommender):
         scores = (self.item_vectors_[items] @ self.item_vectors_.T).toarray()
         return np.asarray(scores + self.prior_, dtype=np.float32)
 
-    def query_vector(self, query: Query) -> sp.csr_matrix:
+    def query_vector(self, query: QueryText) -> sp.csr_matrix:
         """The vector of a free-text or attribute query, shape (1, n_features).
 
         Raises :class:`DataError` when the query matches no known word, n-gram, attribute or
@@ -717,7 +718,7 @@ class ContentModel(Recommender):
             raise DataError(f"content: query {query!r} matches no known words or attributes")
         return vector
 
-    def query_scores(self, query: Query | None) -> npt.NDArray[np.float32]:
+    def query_scores(self, query: QueryText | None) -> npt.NDArray[np.float32]:
         """Scores of every item for ``query`` (cosine plus the popularity tie-break).
 
         ``None`` gives the popularity prior alone (the most popular items first).
@@ -728,44 +729,40 @@ class ContentModel(Recommender):
         scores = (self.item_vectors_ @ self.query_vector(query).T).toarray().ravel()
         return np.asarray(scores + self.prior_, dtype=np.float32)
 
-    def recommend_for_query(
-        self,
-        query: Query | None = None,
-        *,
-        k: int = 10,
-        filters: Constraint | None = None,
-        candidates: Iterable[object] | None = None,
-        exclude: Iterable[object] | None = None,
-    ) -> pd.DataFrame:
-        """Top-``k`` items for a query, as a frame ``item_id, rank, score``.
-
-        ``query`` is free text ("minimalist hand-drawn logo", "ayam pedas") and/or a mapping of
-        item feature -> wanted value(s) (``{"gig_design_style": "anime", "text": "cute cat"}``;
-        numbers ask for items with a similar value). Free text also selects attribute labels it
-        names ("hand drawn" -> ``gig_design_style: hand drawn``). ``None`` ranks by popularity.
-        Filters apply before the top K; items with no interactions are recommended too.
-
-        Raises :class:`DataError` when the query matches nothing the model knows.
-        """
+    def _query_scores(
+        self, query: Query, boost: npt.NDArray[np.float64] | None
+    ) -> QueryScores | None:
+        """Cosine of every item with the query's vector: its text and stated attributes
+        ("minimalist hand-drawn logo", ``{"gig_design_style": "anime"}``; free text also
+        selects the attribute labels it names, numbers ask for similar values), plus the
+        profile of the basket's items. An empty query ranks by popularity."""
         _, items, _ = self._fitted()
-        if k < 1:
-            raise ModelError(f"k must be at least 1, got {k}")
-        scores = self.query_scores(query)[None, :]
-        allowed = self._item_mask(filters, candidates, exclude)
-        if allowed is not None:
-            scores[:, ~allowed] = -np.inf
-        best, best_scores = top_k(scores, k)
-        valid = best >= 0
-        return pd.DataFrame(
-            {
-                "item_id": items.to_external(best[valid]),
-                "rank": np.arange(1, int(valid.sum()) + 1, dtype=np.int64),
-                "score": best_scores[valid],
-            }
-        )
+        vector = None
+        if query.text is not None or query.preferences:
+            wanted: dict[str, Any] = dict(query.preferences or {})
+            if query.text is not None:
+                wanted[_TEXT_KEY] = query.text
+            vector = self.vectoriser_.query(self.vectoriser_.parse(wanted, self.item_features_))
+            if vector.nnz == 0:
+                vector = None
+        basket = items.to_index(list(query.basket), unknown="mark")
+        basket = basket[basket >= 0]
+        if len(basket):
+            bag = sp.csr_matrix(
+                (np.ones(len(basket), np.float32), (np.zeros(len(basket)), basket)),
+                shape=(1, len(items)),
+            )
+            profile = self._profiles(bag)
+            vector = profile if vector is None else vector + profile
+        if vector is None:
+            if not query.is_empty:
+                return None
+            return QueryScores(self.prior_.copy(), self.name)
+        scores = (self.item_vectors_ @ vector.T).toarray().ravel()
+        return QueryScores(np.asarray(scores + self.prior_, dtype=np.float32), self.name)
 
     def explain(
-        self, item: object, *, user: object | None = None, query: Query | None = None
+        self, item: object, *, user: object | None = None, query: QueryText | None = None
     ) -> list[str]:
         """Why ``item`` suits ``user`` (their profile) or ``query``: shared attributes
         ("gig_design_style: anime"), the strongest shared words ("words: logo, minimalist"),

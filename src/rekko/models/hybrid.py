@@ -18,25 +18,21 @@ opinion (a constant row, ignored by the blend), except ``popularity``, which sco
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from contextvars import ContextVar
-from typing import Any, Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, Self
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 import scipy.sparse as sp
 from pydantic import Field, field_validator, model_validator
 from scipy.stats import rankdata
 
-from rekko.boosts import Boost, boost_scores
-from rekko.constraints import Constraint
 from rekko.data.dataset import Dataset
 from rekko.data.idmap import IdMap
 from rekko.errors import DataError, ModelError, RekkoError
-from rekko.index.topk import top_k
-from rekko.models.base import Abilities, Params, Recommender, Unknown
-from rekko.models.content import ContentModel, Query
+from rekko.models.base import Abilities, Params, Recommender
+from rekko.models.content import ContentModel, QueryText
+from rekko.models.query import Query, QueryScores
 from rekko.models.registry import create_model, get_model_class, register
 
 Normalise = Literal["minmax", "zscore", "rank"]
@@ -45,11 +41,6 @@ Normalise = Literal["minmax", "zscore", "rank"]
 CHUNK_USERS = 64
 #: Components whose scores do not depend on the user, so they serve users added after training.
 _USER_INDEPENDENT = frozenset({"popularity"})
-
-# The summed boosts of the ``recommend`` call in progress (per thread / task).
-_ACTIVE_BOOSTS: ContextVar[npt.NDArray[np.float64] | None] = ContextVar(
-    "rekko_active_boosts", default=None
-)
 
 
 # -- normalising and blending ----------------------------------------------------------------
@@ -137,7 +128,14 @@ class _Ensemble(Recommender):
     (``_blend``: normalised scores, shape (len(users), n_items), for a mask of allowed items).
     """
 
-    abilities = Abilities(cold_users=True, uses_features=True, fold_in=True, similar_items=True)
+    abilities = Abilities(
+        cold_users=True,
+        uses_features=True,
+        fold_in=True,
+        similar_items=True,
+        queries=True,
+        boosts=True,
+    )
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -219,17 +217,17 @@ class _Ensemble(Recommender):
         """Normalised over the whole catalogue (``recommend`` normalises over allowed items)."""
         return np.asarray(self._blend(users, None), dtype=np.float32)
 
-    def _top_k(
+    def _ranking_scores(
         self,
         users: npt.NDArray[np.int64],
-        k: int,
         allowed: npt.NDArray[np.bool_] | None,
         exclude_seen: bool,
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        boost: npt.NDArray[np.float64] | None,
+    ) -> npt.NDArray[np.float32]:
+        """Blended scores, each component normalised over the items that may be returned
+        (allowed and unseen), plus the boosts; ``-inf`` elsewhere."""
         _, items, seen = self._fitted()
-        boosts = _ACTIVE_BOOSTS.get()
-        indices: list[npt.NDArray[np.int64]] = []
-        scores: list[npt.NDArray[np.float32]] = []
+        out = np.empty((len(users), len(items)), dtype=np.float32)
         for start in range(0, len(users), CHUNK_USERS):
             chunk = users[start : start + CHUNK_USERS]
             mask = np.ones((len(chunk), len(items)), dtype=bool)
@@ -239,17 +237,18 @@ class _Ensemble(Recommender):
                 rows = seen[chunk]
                 mask[np.repeat(np.arange(len(chunk)), np.diff(rows.indptr)), rows.indices] = False
             blended = self._blend(chunk, mask)
-            if boosts is not None:
-                blended += boosts
+            if boost is not None:
+                blended += boost
             blended[~mask] = -np.inf
             # float32 like every other model's scores, so ties break the same way
-            best, best_scores = top_k(blended.astype(np.float32), k)
-            indices.append(best)
-            scores.append(best_scores)
-        if not indices:
-            width = min(k, len(items))
-            return np.empty((0, width), dtype=np.int64), np.empty((0, width), dtype=np.float32)
-        return np.concatenate(indices), np.concatenate(scores)
+            out[start : start + len(chunk)] = blended
+        return out
+
+    def copy(self) -> Self:
+        clone = super().copy()
+        clone.components_ = {role: part.copy() for role, part in self.components_.items()}
+        clone.component_users_ = dict(self.component_users_)
+        return clone
 
     def _similar(self, items: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
         able = {
@@ -280,35 +279,20 @@ class _Ensemble(Recommender):
         method: Normalise = getattr(self.params, "normalise", "minmax")
         return method
 
-    # -- recommending with boosts ----------------------------------------------------------
-    def recommend(
-        self,
-        users: Sequence[object],
-        k: int = 10,
-        *,
-        exclude_seen: bool = True,
-        filters: Constraint | None = None,
-        candidates: Iterable[object] | None = None,
-        exclude: Iterable[object] | None = None,
-        unknown: Unknown = "raise",
-        boosts: Sequence[Boost] = (),
-    ) -> pd.DataFrame:
-        """As :meth:`Recommender.recommend`, plus ``boosts``: soft preferences added to the
-        normalised scores (see :mod:`rekko.boosts`)."""
-        _, items, _ = self._fitted()
-        token = _ACTIVE_BOOSTS.set(boost_scores(boosts, self.item_features_, len(items)))
-        try:
-            return super().recommend(
-                users,
-                k,
-                exclude_seen=exclude_seen,
-                filters=filters,
-                candidates=candidates,
-                exclude=exclude,
-                unknown=unknown,
-            )
-        finally:
-            _ACTIVE_BOOSTS.reset(token)
+    # -- queries -------------------------------------------------------------------------
+    def _query_scores(
+        self, query: Query, boost: npt.NDArray[np.float64] | None
+    ) -> QueryScores | None:
+        """Text and stated preferences go to the content component (a basket alone goes to
+        the shared route, by this blend's item similarity)."""
+        content = self.content_component()
+        if content is None or (query.text is None and not query.preferences):
+            return None
+        found = content._query_scores(query, None)
+        if found is None or boost is None:
+            return found
+        scores = normalise_scores(found.scores[None, :], None, self._method())[0] + boost
+        return QueryScores(scores.astype(np.float32), found.source, found.allowed)
 
     def content_component(self) -> ContentModel | None:
         """The ``content`` model inside this ensemble (searched depth first), if any."""
@@ -322,7 +306,7 @@ class _Ensemble(Recommender):
         return None
 
     def explain(
-        self, item: object, *, user: object | None = None, query: Query | None = None
+        self, item: object, *, user: object | None = None, query: QueryText | None = None
     ) -> list[str]:
         """Reasons from the content component (see :meth:`ContentModel.explain`); without
         one, the user's most similar history items (see :meth:`Recommender.explain`)."""
@@ -685,8 +669,9 @@ class Fallback(_Ensemble):
     (and the primary model knows them); ``content`` (their profile of item features) when they
     have fewer; with no events at all, the popularity of items among users sharing their user
     features (``demographic``: categorical features and quintiles of numeric ones), or overall
-    ``popularity``. People the model has never seen are served by :meth:`recommend_cold` from
-    stated preferences. The content step is skipped when the data has no item features.
+    ``popularity``. People the model has never seen are served by
+    :meth:`~Recommender.rank_query` from free text and stated preferences. The content
+    step is skipped when the data has no item features.
     """
 
     name = "fallback"
@@ -773,52 +758,28 @@ class Fallback(_Ensemble):
         raise ModelError(f"model '{self.name}': none of its components finds similar items")
 
     # -- people the model has never seen ---------------------------------------------------
-    def recommend_cold(
-        self,
-        preferences: Query | None = None,
-        k: int = 10,
-        *,
-        filters: Constraint | None = None,
-        candidates: Iterable[object] | None = None,
-        exclude: Iterable[object] | None = None,
-        boosts: Sequence[Boost] = (),
-    ) -> pd.DataFrame:
-        """Top-``k`` items for someone with no history: ``item_id, rank, score``.
+    def _query_scores(
+        self, query: Query, boost: npt.NDArray[np.float64] | None
+    ) -> QueryScores | None:
+        """Someone with no history: free text and item features go to the content model
+        (see :class:`ContentModel`), user features to the popularity among similar users
+        (``demographic``); the first step that understands the query serves, else overall
+        ``popularity``. Keys that are neither item nor user features raise
+        :class:`DataError`. A basket alone goes to the shared basket route."""
+        if query.text is None and not query.preferences and not query.user_features:
+            return None
+        wanted: dict[str, Any] = {**(query.preferences or {}), **(query.user_features or {})}
+        if query.text is not None:
+            wanted["text"] = query.text
+        source, raw = self._cold_scores(wanted)
+        scores = normalise_scores(raw[None, :], None, self.params.normalise)[0]
+        if boost is not None:
+            scores = scores + boost
+        return QueryScores(scores.astype(np.float32), source)
 
-        ``preferences`` is free text, or a mapping whose keys are item features or ``"text"``
-        (served by the content model, see :meth:`ContentModel.recommend_for_query`) and/or
-        user features (served by the popularity among similar users). The first step that
-        understands the preferences serves; otherwise (no preferences, or none matched)
-        overall popularity does. ``result.attrs["source"]`` names the step. The result is
-        empty only when no item passes the filters. Keys that are neither item nor user
-        features raise :class:`DataError`.
-        """
-        _, items, _ = self._fitted()
-        if k < 1:
-            raise ModelError(f"k must be at least 1, got {k}")
-        source, raw = self._cold_scores(preferences)
-        allowed = self._item_mask(filters, candidates, exclude)
-        mask = np.ones((1, len(items)), dtype=bool) if allowed is None else allowed[None, :]
-        scores = normalise_scores(raw[None, :], mask, self.params.normalise)
-        extra = boost_scores(boosts, self.item_features_, len(items))
-        if extra is not None:
-            scores += extra
-        scores[~mask] = -np.inf
-        best, best_scores = top_k(scores.astype(np.float32), k)
-        valid = best >= 0
-        frame = pd.DataFrame(
-            {
-                "item_id": items.to_external(best[valid]),
-                "rank": np.arange(1, int(valid.sum()) + 1, dtype=np.int64),
-                "score": best_scores[valid],
-            }
-        )
-        frame.attrs["source"] = source
-        return frame
-
-    def _cold_scores(self, preferences: Query | None) -> tuple[str, npt.NDArray[np.float64]]:
+    def _cold_scores(self, preferences: QueryText | None) -> tuple[str, npt.NDArray[np.float64]]:
         content = self.components_.get(CONTENT)
-        item_part: Query | None = None
+        item_part: QueryText | None = None
         user_part: dict[str, Any] = {}
         if isinstance(preferences, str):
             item_part = preferences

@@ -22,23 +22,22 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 import scipy.sparse as sp
 from pydantic import Field
 
 from rekko import progress
-from rekko.constraints import Constraint
 from rekko.data.dataset import Dataset
 from rekko.errors import ModelError
 from rekko.index.topk import top_k
 from rekko.models import _tf
 from rekko.models._tf import Arrays, FeatureEncoder, TowerSpec
 from rekko.models.base import Abilities, Params, Recommender
+from rekko.models.query import Query, QueryScores
 from rekko.models.registry import register
 
 logger = logging.getLogger(__name__)
@@ -124,7 +123,9 @@ class TwoTower(Recommender):
     """Two-tower retrieval: dot product of a user tower and an item tower (see module doc)."""
 
     name = "two-tower"
-    abilities = Abilities(cold_users=True, uses_features=True, fold_in=True, similar_items=True)
+    abilities = Abilities(
+        cold_users=True, uses_features=True, fold_in=True, similar_items=True, queries=True
+    )
     #: Optional packages this model needs (the ``tf`` extra).
     requires: ClassVar[tuple[str, ...]] = ("tensorflow", "keras")
     Params = TwoTowerParams
@@ -548,42 +549,16 @@ class TwoTower(Recommender):
             bag[0, : len(index)] = index + 1
         return np.asarray(self._vector_for_inputs(encoded, bag)[0], dtype=np.float32)
 
-    def recommend_for_features(
-        self,
-        features: Mapping[str, object] | None = None,
-        k: int = 10,
-        *,
-        history: Sequence[object] = (),
-        exclude_history: bool = True,
-        filters: Constraint | None = None,
-        candidates: Iterable[object] | None = None,
-        exclude: Iterable[object] | None = None,
-    ) -> pd.DataFrame:
-        """Top-``k`` items for a user the model does not know, from features and/or history.
-
-        Returns ``item_id, rank, score``. Items in ``history`` are left out unless
-        ``exclude_history`` is false.
-        """
-        _, item_map, _ = self._fitted()
-        if k < 1:
-            raise ModelError(f"k must be at least 1, got {k}")
+    def _query_scores(
+        self, query: Query, boost: npt.NDArray[np.float64] | None
+    ) -> QueryScores | None:
+        """The user tower's vector from the query's user features and basket (its items as
+        the user's history), against every item. Text and item preferences are not read."""
+        if not query.user_features and not query.basket:
+            return None
         _, item_vectors = self._vectors()
-        scores = (self.user_vector_for(features, history) @ item_vectors.T)[None, :]
-        allowed = self._item_mask(filters, candidates, exclude)
-        if allowed is not None:
-            scores[:, ~allowed] = -np.inf
-        if exclude_history and history:
-            index = item_map.to_index(list(history), unknown="mark")
-            scores[0, index[index >= 0]] = -np.inf
-        best, best_scores = top_k(scores.astype(np.float32), k)
-        valid = best[0] >= 0
-        return pd.DataFrame(
-            {
-                "item_id": item_map.to_external(best[0][valid]),
-                "rank": np.arange(1, int(valid.sum()) + 1, dtype=np.int64),
-                "score": best_scores[0][valid],
-            }
-        )
+        vector = self.user_vector_for(query.user_features, query.basket)
+        return QueryScores(np.asarray(item_vectors @ vector, dtype=np.float32), self.name)
 
     def tflite_user_tower(self) -> tuple[Any, Arrays, dict[str, Any]]:
         """``(keras user tower, example inputs, input description)`` for TFLite export."""

@@ -104,7 +104,7 @@ def evaluate_with_details(
         started = time.perf_counter()
         model.fit(train)
         fitted = time.perf_counter()
-        recommended = model.recommend_indices(tests.users, max_k)
+        recommended = model.rank(tests.users, max_k).items
         ranked = time.perf_counter()
         row: dict[str, float | str | int] = {"model": label}
         row.update(score_rankings(recommended, tests, train, protocol))

@@ -1,62 +1,58 @@
 """The models a worker serves, and how each kind of request is answered.
 
-A :class:`ServedModel` wraps one loaded model version with a lock, its position in the events
-table (:class:`~rekko.store.tail.EventTail`) and the fallbacks. The :class:`ModelPool` holds
-the active version (and the second version of an A/B split) *by reference*: activating a
-version loads it completely first and then replaces the reference, so a request that already
-picked a model finishes with it and no request ever sees a half-loaded model.
+A :class:`ServedModel` wraps one loaded model version, its position in the events table
+(:class:`~rekko.store.tail.EventTail`) and the history of users the model cannot fold in. It
+holds its model *by reference*: events are folded into a copy
+(:meth:`~rekko.models.base.Recommender.copy`) that then replaces the reference, so requests
+never wait for a fold-in and never see a half-updated model. The :class:`ModelPool` holds the
+active version (and the second version of an A/B split) the same way: activating a version
+loads it completely first and then replaces the reference.
 
-Fallbacks, in the order they are tried (the response names the one used in ``fallback``):
+Every request goes through the model's public interface:
 
-* known user: the model's own ranking (``fallback: null``);
-* user the model does not know but who has events since it was trained (``history``): items
-  like those, from the model's ``similar_items`` when it has that ability, else from
-  co-occurrence in the training data;
-* anyone else (``popularity``): the most popular items of the model's training data;
-* anonymous requests: a query-capable model (``recommend_for_query``, e.g. ``content``) reads
-  free text and stated preferences; otherwise a basket goes to ``basket`` (as ``history``),
-  stated preferences become hard constraints over popular items (``preferences``) and free
-  text is matched word by word against item features (``keywords``).
+* known user: :meth:`~rekko.models.base.Recommender.rank` (``fallback: null``);
+* user the model does not know but who has events since it was trained: their items as the
+  basket of a :class:`~rekko.models.query.Query` (``fallback: history``);
+* anyone else, and anonymous requests: :meth:`~rekko.models.base.Recommender.rank_query`, the
+  model's own query step when it has one (``fallback: null``), else the shared routes of
+  :mod:`rekko.models.cold` (``basket``, ``keywords``, ``preferences``, ``popularity``);
+* similar items: :meth:`~rekko.models.base.Recommender.rank_similar` when the model has the
+  ability, else co-occurrence (``fallback: co-occurrence``).
 
-Filters, excluded items and hidden/deleted items apply to every fallback as to the model.
+Filters, excluded items and hidden/deleted items apply to every answer.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
-import scipy.sparse as sp
 from sqlalchemy import Engine
 
-from rekko.constraints import AllOf, Constraint, parse_constraints
+from rekko.constraints import Constraint
 from rekko.data.dataset import EventWeights
-from rekko.errors import DataError, ModelError, UnknownIdError
-from rekko.index.topk import top_k
+from rekko.errors import ModelError, UnknownIdError
 from rekko.models.base import Recommender
+from rekko.models.cold import ROUTES
+from rekko.models.query import PreferenceError, Query, QueryRanking
 from rekko.store.registry import ModelRegistry, Split, VersionInfo
 from rekko.store.repository import ItemRecord, StoredEvent, items_changed_since, now_us
 from rekko.store.tail import EventTail
+
+__all__ = ["ModelPool", "PreferenceError", "Ranked", "ServedModel", "bucket"]
 
 logger = logging.getLogger(__name__)
 
 #: Users remembered per model when the model cannot fold them in (their latest items).
 MAX_PENDING_USERS = 100_000
 MAX_PENDING_ITEMS = 200
-_WORD = re.compile(r"\w+", re.UNICODE)
-
-
-class PreferenceError(DataError):
-    """Stated preferences that name unknown features or give values they cannot take."""
 
 
 @dataclass(frozen=True)
@@ -76,12 +72,9 @@ def bucket(user_id: str, salt: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
-def _as_str(values: Iterable[Any]) -> list[str]:
-    return [str(v) for v in values]
-
-
 class ServedModel:
-    """One loaded model version, safe to use from several threads."""
+    """One loaded model version, safe to use from several threads without a lock: readers
+    take :attr:`model` once per request; fold-in swaps in a new one."""
 
     def __init__(
         self,
@@ -91,204 +84,63 @@ class ServedModel:
         *,
         settle_s: float = 10.0,
     ) -> None:
-        if model.users_ is None or model.items_ is None or model.seen_ is None:
+        if not model.is_fitted:
             raise ModelError(f"model version {info.version!r} is not trained")
         self.info = info
         self.version = info.version
         self.model = model
         self.weights = weights
-        self.lock = threading.RLock()
         self._sync_lock = threading.Lock()
         self.tail = EventTail(info.events_watermark, settle_s=settle_s)
         self.pending: OrderedDict[str, list[str]] = OrderedDict()
-        self._cooccurrence: tuple[int, sp.csc_matrix, sp.csr_matrix] | None = None
-        self._texts: list[set[str]] | None = None
-        self._popular_order, self._popular_counts = self._popularity()
-        self._plain_ranking = _ranks_like_base(model)
 
     # -- helpers ---------------------------------------------------------------------------
     @property
     def n_items(self) -> int:
-        assert self.model.items_ is not None
-        return len(self.model.items_)
-
-    def _popularity(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-        assert self.model.seen_ is not None and self.model.items_ is not None
-        counts = np.diff(sp.csc_matrix(self.model.seen_).indptr).astype(np.float32)
-        popular_items = getattr(self.model, "popular_items", None)
-        if callable(popular_items):
-            order = self.model.items_.to_index(popular_items(len(self.model.items_)))
-        else:
-            order = np.argsort(-counts, kind="stable").astype(np.int64)
-        return np.asarray(order, dtype=np.int64), counts
+        return len(self.model.fitted().items)
 
     def knows_user(self, user_id: str) -> bool:
-        users = self.model.users_
-        return users is not None and user_id in users
+        return user_id in self.model.fitted().users
 
     def knows_item(self, item_id: str) -> bool:
-        items = self.model.items_
-        return items is not None and item_id in items
+        return item_id in self.model.fitted().items
 
-    def _allowed(
-        self, constraint: Constraint | None, exclude: Iterable[str]
-    ) -> npt.NDArray[np.bool_]:
-        items = self.model.items_
-        assert items is not None
-        allowed = np.ones(len(items), dtype=bool)
-        if constraint is not None:
-            features = self.model.item_features_
-            if features is None:
-                raise ModelError(
-                    f"model '{self.model.name}' was trained without item features, so it "
-                    "cannot apply attribute filters"
-                )
-            allowed &= constraint.mask(features)
-        marked = items.to_index(list(exclude), unknown="mark")
-        allowed[marked[marked >= 0]] = False
-        return allowed
+    @staticmethod
+    def _ids(model: Recommender, items: npt.NDArray[np.int64]) -> list[str]:
+        return [str(item) for item in model.fitted().items.to_external(items).tolist()]
 
-    def _ranked(
-        self,
-        scores: npt.NDArray[np.float32],
-        allowed: npt.NDArray[np.bool_],
-        k: int,
-        fallback: str | None,
-        note: str | None = None,
-    ) -> Ranked:
-        items = self.model.items_
-        assert items is not None
-        masked = np.where(allowed, scores, -np.inf).astype(np.float32)[None, :]
-        best, best_scores = top_k(masked, k)
-        valid = best[0] >= 0
+    def _answer(self, model: Recommender, answer: QueryRanking, *, history: bool = False) -> Ranked:
+        """A query's answer as the API returns it: ``fallback`` names a shared route."""
+        source = answer.source
+        fallback = None if source not in ROUTES else source
+        if history and source == "basket":
+            fallback = "history"
         return Ranked(
-            _as_str(items.to_external(best[0][valid])),
-            [float(s) for s in best_scores[0][valid]],
+            self._ids(model, answer.items),
+            answer.scores.astype(float).tolist(),
             self.version,
             fallback,
-            note,
-        )
-
-    def _popular_scores(self) -> npt.NDArray[np.float32]:
-        """Scores that rank items in the model's popularity order."""
-        scores = np.empty(self.n_items, dtype=np.float32)
-        scores[self._popular_order] = np.arange(len(self._popular_order), 0, -1)
-        return scores
-
-    def popular(
-        self,
-        k: int,
-        constraint: Constraint | None,
-        exclude: Iterable[str],
-        *,
-        fallback: str = "popularity",
-        note: str | None = None,
-    ) -> Ranked:
-        """The most popular allowed items (score: number of users in the training data)."""
-        allowed = self._allowed(constraint, exclude)
-        ranking = self._ranked(self._popular_scores(), allowed, k, fallback, note)
-        items = self.model.items_
-        assert items is not None
-        counts = self._popular_counts[items.to_index(ranking.item_ids)].tolist()
-        return Ranked(ranking.item_ids, [float(c) for c in counts], self.version, fallback, note)
-
-    def _cooccurrence_matrices(self) -> tuple[sp.csc_matrix, sp.csr_matrix]:
-        seen = self.model.seen_
-        assert seen is not None
-        if self._cooccurrence is None or self._cooccurrence[0] != id(seen):
-            binary = sp.csr_matrix(seen, dtype=np.float32, copy=True)
-            binary.data[:] = 1.0
-            self._cooccurrence = (id(seen), binary.tocsc(), binary.T.tocsr())
-        return self._cooccurrence[1], self._cooccurrence[2]
-
-    def like_these(
-        self,
-        basket: Sequence[str],
-        k: int,
-        constraint: Constraint | None,
-        exclude: Iterable[str],
-        *,
-        fallback: str | None,
-    ) -> Ranked:
-        """Items like the ``basket``: summed ``similar_items`` scores when the model has them,
-        else co-occurrence (users who took a basket item also took...), popularity breaking
-        ties. Basket items themselves are left out."""
-        items = self.model.items_
-        assert items is not None
-        index = items.to_index(list(basket), unknown="mark")
-        known = np.unique(index[index >= 0])
-        allowed = self._allowed(constraint, [*exclude, *basket])
-        if len(known) == 0:
-            return self.popular(
-                k,
-                constraint,
-                [*exclude, *basket],
-                fallback="popularity",
-                note="none of the given items is known to the model",
-            )
-        tie_break = self._popular_scores() / (2.0 * self.n_items)
-        if self.model.abilities.similar_items:
-            known_ids = _as_str(items.to_external(known))
-            similar = self.model.similar_items(
-                known_ids, k=min(self.n_items, k + len(known) + int((~allowed).sum()))
-            )
-            scores = np.zeros(self.n_items, dtype=np.float32)
-            if len(similar):
-                positions = items.to_index(similar["similar_item_id"])
-                np.add.at(scores, positions, similar["score"].to_numpy(dtype=np.float32))
-            hit = np.zeros(self.n_items, dtype=bool)
-            if len(similar):
-                hit[items.to_index(similar["similar_item_id"])] = True
-            # Items outside every neighbour list rank after all neighbours, by popularity.
-            floor = float(scores[hit].min()) - 1.0 if hit.any() else 0.0
-            scores = np.where(hit, scores, floor + tie_break).astype(np.float32)
-            return self._ranked(scores, allowed, k, fallback)
-        by_item, by_user = self._cooccurrence_matrices()
-        users = np.asarray(by_item[:, known].sum(axis=1)).ravel().astype(np.float32)
-        scores = np.asarray(by_user @ users).ravel().astype(np.float32) + tie_break
-        return self._ranked(scores.astype(np.float32), allowed, k, fallback)
-
-    def _known_user_fast(
-        self, user_id: str, k: int, constraint: Constraint | None, exclude: Sequence[str]
-    ) -> Ranked:
-        """``recommend`` for one user without building a data frame (the hot path).
-
-        Only for models that rank exactly as the base class does (no override of
-        ``recommend`` or ``_top_k``): it calls the base class's own top-K step with the same
-        item mask ``recommend`` would build, so items and scores are the same.
-        """
-        model = self.model
-        users, items = model.users_, model.items_
-        assert users is not None and items is not None
-        allowed = self._allowed(constraint, exclude) if constraint or exclude else None
-        best, scores = model._top_k(np.asarray([users.index_of(user_id)]), k, allowed, True)
-        valid = best[0] >= 0
-        return Ranked(
-            _as_str(items.to_external(best[0][valid])),
-            scores[0][valid].astype(float).tolist(),
-            self.version,
+            answer.note,
         )
 
     # -- requests --------------------------------------------------------------------------
     def recommend_user(
         self, user_id: str, k: int, constraint: Constraint | None, exclude: Sequence[str]
     ) -> Ranked:
-        with self.lock:
-            if self.knows_user(user_id):
-                if self._plain_ranking:
-                    return self._known_user_fast(user_id, k, constraint, exclude)
-                frame = self.model.recommend(
-                    [user_id], k, filters=constraint, exclude=exclude or None, unknown="skip"
-                )
-                return Ranked(
-                    _as_str(frame["item_id"]),
-                    frame["score"].astype(float).tolist(),
-                    self.version,
-                )
-            history = self.pending.get(user_id)
-            if history:
-                return self.like_these(history, k, constraint, exclude, fallback="history")
-            return self.popular(k, constraint, exclude)
+        model = self.model
+        users = model.fitted().users
+        allowed = model.item_mask(constraint, None, exclude) if constraint or exclude else None
+        if user_id in users:
+            best, scores = model.rank([users.index_of(user_id)], k, allowed=allowed)
+            valid = best[0] >= 0
+            return Ranked(
+                self._ids(model, best[0][valid]),
+                scores[0][valid].astype(float).tolist(),
+                self.version,
+            )
+        history = self.pending.get(user_id)
+        answer = model.rank_query(Query(basket=history or ()), k, allowed=allowed)
+        return self._answer(model, answer, history=bool(history))
 
     def recommend_anonymous(
         self,
@@ -300,95 +152,46 @@ class ServedModel:
         constraint: Constraint | None,
         exclude: Sequence[str],
     ) -> Ranked:
-        with self.lock:
-            note = None
-            query_model = getattr(self.model, "recommend_for_query", None)
-            if (query or preferences) and callable(query_model):
-                wanted: str | dict[str, Any]
-                if preferences:
-                    wanted = dict(preferences)
-                    if query:
-                        wanted["text"] = query
-                else:
-                    wanted = query or ""
-                try:
-                    frame: pd.DataFrame = query_model(
-                        wanted, k=k, filters=constraint, exclude=[*exclude, *basket]
-                    )
-                    return Ranked(
-                        _as_str(frame["item_id"]),
-                        frame["score"].astype(float).tolist(),
-                        self.version,
-                    )
-                except DataError as error:
-                    note = f"the query matched nothing the model knows ({error})"
-            if basket:
-                return self.like_these(basket, k, constraint, exclude, fallback="basket")
-            if preferences:
-                try:
-                    stated = parse_constraints(preferences)
-                    self._allowed(stated, ())  # features the catalogue has, values they take
-                except (DataError, ModelError) as error:
-                    raise PreferenceError(str(error)) from None
-                combined = stated if constraint is None else AllOf((constraint, stated))
-                return self.popular(k, combined, exclude, fallback="preferences", note=note)
-            if query:
-                return self.keywords(query, k, constraint, exclude)
-            return self.popular(k, constraint, exclude, note=note)
-
-    def keywords(
-        self, query: str, k: int, constraint: Constraint | None, exclude: Sequence[str]
-    ) -> Ranked:
-        """Items whose text and label features share the most words with ``query``."""
-        texts = self._item_words()
-        if texts is None:
-            return self.popular(
-                k, constraint, exclude, note="this model has no item features to match text"
-            )
-        words = {w.casefold() for w in _WORD.findall(query)}
-        matches = np.fromiter((len(words & t) for t in texts), dtype=np.float32, count=len(texts))
-        allowed = self._allowed(constraint, exclude) & (matches > 0)
-        scores = matches + self._popular_scores() / (2.0 * self.n_items)
-        if not allowed.any():
-            return self.popular(k, constraint, exclude, note="no item matches a word of the query")
-        return self._ranked(scores.astype(np.float32), allowed, k, "keywords")
-
-    def _item_words(self) -> list[set[str]] | None:
-        features = self.model.item_features_
-        if features is None:
-            return None
-        if self._texts is None:
-            columns = features.columns_of("text", "categorical", "multi")
-            texts: list[set[str]] = [set() for _ in range(len(features.frame))]
-            for name in columns:
-                for position, value in enumerate(features.frame[name]):
-                    parts = value if isinstance(value, tuple) else (value,)
-                    for part in parts:
-                        if part is not None:
-                            texts[position].update(w.casefold() for w in _WORD.findall(str(part)))
-            self._texts = texts
-        return self._texts
+        model = self.model
+        allowed = model.item_mask(constraint, None, exclude) if constraint or exclude else None
+        wanted = Query(text=query, preferences=preferences or None, basket=basket)
+        return self._answer(model, model.rank_query(wanted, k, allowed=allowed))
 
     def similar(
         self, item_id: str, k: int, constraint: Constraint | None, exclude: Sequence[str]
     ) -> Ranked:
-        with self.lock:
-            if not self.knows_item(item_id):
-                raise UnknownIdError("item", [item_id])
-            if self.model.abilities.similar_items:
-                return self.like_these([item_id], k, constraint, exclude, fallback=None)
-            return self.like_these([item_id], k, constraint, exclude, fallback="co-occurrence")
+        model = self.model
+        items = model.fitted().items
+        if item_id not in items:
+            raise UnknownIdError("item", [item_id])
+        allowed = model.item_mask(constraint, None, exclude) if constraint or exclude else None
+        if not model.abilities.similar_items:
+            answer = model.rank_query(Query(basket=[item_id]), k, allowed=allowed)
+            ranked = self._answer(model, answer)
+            return Ranked(ranked.item_ids, ranked.scores, self.version, "co-occurrence")
+        best, scores = model.rank_similar([items.index_of(item_id)], k, allowed=allowed)
+        valid = best[0] >= 0
+        return Ranked(
+            self._ids(model, best[0][valid]),
+            scores[0][valid].astype(float).tolist(),
+            self.version,
+        )
 
     # -- fresh events ----------------------------------------------------------------------
     def sync(self, engine: Engine) -> int:
         """Fold the stored events this model has not seen into it; returns how many."""
         with self._sync_lock:
             rows = self.tail.fetch(engine)
-            applied = self.apply(rows) if rows else 0
+            applied = self._apply(rows) if rows else 0
             self.tail.mark([row.id for row in rows])
             return applied
 
     def apply(self, rows: Sequence[StoredEvent]) -> int:
+        """Fold ``rows`` in (a copy of the model takes them, then replaces it)."""
+        with self._sync_lock:
+            return self._apply(rows)
+
+    def _apply(self, rows: Sequence[StoredEvent]) -> int:
         weights = self.weights
         default = weights.default if weights.default is not None else 0.0
         users: list[str] = []
@@ -402,24 +205,18 @@ class ServedModel:
                 values.append(value)
         if not users:
             return 0
-        with self.lock:
-            applied = self.model.add_interactions(users, items, values)
-            for user_id, item_id in zip(users, items, strict=True):
-                if not self.knows_user(user_id):
-                    history = self.pending.pop(user_id, [])
-                    history.append(item_id)
-                    self.pending[user_id] = history[-MAX_PENDING_ITEMS:]
-            while len(self.pending) > MAX_PENDING_USERS:
-                self.pending.popitem(last=False)
+        fresh = self.model.copy()
+        applied = fresh.add_interactions(users, items, values)
+        known = fresh.fitted().users
+        for user_id, item_id in zip(users, items, strict=True):
+            if user_id not in known:
+                history = self.pending.pop(user_id, [])
+                history.append(item_id)
+                self.pending[user_id] = history[-MAX_PENDING_ITEMS:]
+        while len(self.pending) > MAX_PENDING_USERS:
+            self.pending.popitem(last=False)
+        self.model = fresh
         return applied
-
-
-def _ranks_like_base(model: Recommender) -> bool:
-    """The model ranks users' items with the base class's own machinery (no overrides)."""
-    return all(
-        getattr(type(model), name) is getattr(Recommender, name)
-        for name in ("recommend", "_top_k", "_item_mask")
-    )
 
 
 class ModelPool:

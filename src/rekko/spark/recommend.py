@@ -44,7 +44,7 @@ def spark_recommend_all(
 
     Args:
         model: a model folder or a fitted model whose scores are factor dot products (such as
-            ``spark-als``; see :meth:`Recommender._factors`).
+            ``spark-als``; see :meth:`Recommender.factors`).
         output: the Parquet folder to write (replaced if it exists). Rows are
             ``user_id, item_id, rank, score`` with rank 1 best, as ``rekko recommend`` writes.
         exclude_seen: leave out each user's training items.
@@ -61,8 +61,8 @@ def spark_recommend_all(
     if k < 1:
         raise ModelError(f"k must be at least 1, got {k}")
     fitted = model if isinstance(model, Recommender) else Recommender.load(model)
-    user_map, item_map, seen = fitted._fitted()
-    factors = fitted._factors()
+    user_map, item_map, seen = fitted.fitted()
+    factors = fitted.factors()
     if factors is None:
         raise ModelError(
             f"spark_recommend_all needs a factor model (such as spark-als); "

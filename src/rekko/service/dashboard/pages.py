@@ -250,8 +250,7 @@ def _neighbour_reasons(served: ServedModel, history: list[str], ranked: Ranked) 
     if not known or not ranked.item_ids or not model.abilities.similar_items:
         return {}
     wanted = set(ranked.item_ids)
-    with served.lock:
-        frame = model.similar_items(known, k=min(served.n_items - 1, 200))
+    frame = model.similar_items(known, k=min(served.n_items - 1, 200))
     frame = frame[frame["similar_item_id"].astype(str).isin(wanted)]
     best = frame.sort_values("score", ascending=False).drop_duplicates("similar_item_id")
     return {
@@ -261,18 +260,17 @@ def _neighbour_reasons(served: ServedModel, history: list[str], ranked: Ranked) 
 
 
 def _content_reasons(served: ServedModel, user_id: str, ranked: Ranked) -> dict[str, str]:
-    explain = getattr(served.model, "explain", None)
-    if not callable(explain) or not served.knows_user(user_id):
+    model = served.model
+    if not model.abilities.explains or not served.knows_user(user_id):
         return {}
     reasons: dict[str, str] = {}
-    with served.lock:
-        for item_id in ranked.item_ids:
-            try:
-                why = explain(item_id, user=user_id)
-            except (DataError, ModelError):
-                continue
-            if why:
-                reasons[item_id] = "matches " + "; ".join(str(part) for part in why[:3])
+    for item_id in ranked.item_ids:
+        try:
+            why = model.explain(item_id, user=user_id)
+        except (DataError, ModelError):
+            continue
+        if why:
+            reasons[item_id] = "matches " + "; ".join(str(part) for part in why[:3])
     return reasons
 
 
@@ -437,12 +435,12 @@ def _try_results(state: ServiceState, params: dict[str, str]) -> str:
     if not ranked.item_ids:
         return '<p class="muted" id="no-results">No item fits these constraints.</p>'
     reasons: dict[str, str] = {}
-    explain = getattr(served.model, "explain", None)
+    model = served.model
     wanted: dict[str, Any] = {**preferences, **({"text": query} if query else {})}
-    if callable(explain) and wanted:
+    if model.abilities.queries and wanted:
         for item_id in ranked.item_ids:
             try:
-                why = explain(item_id, query=wanted)
+                why = model.explain(item_id, query=wanted)
             except (DataError, ModelError):
                 continue
             if why:
