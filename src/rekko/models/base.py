@@ -398,8 +398,7 @@ class Recommender(ABC):
         if allowed is not None:
             scores[:, ~allowed] = -np.inf
         if exclude_seen:
-            rows = seen[users]
-            scores[np.repeat(np.arange(len(users)), np.diff(rows.indptr)), rows.indices] = -np.inf
+            scores[seen_entries(seen, users)] = -np.inf
         return scores
 
     def _factors(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None:
@@ -784,6 +783,20 @@ class Recommender(ABC):
             ) from None
         model.metadata_ = meta.get("metadata", {})
         return model
+
+
+def seen_entries(
+    matrix: sp.csr_matrix, rows: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]]:
+    """``(row position, column)`` of the stored entries of ``rows`` of a CSR matrix, read from
+    its index arrays (no sub-matrix is built: this runs on every request)."""
+    starts = matrix.indptr[rows]
+    counts = matrix.indptr[rows + 1] - starts
+    if len(rows) == 1:
+        return np.zeros(int(counts[0]), np.int64), matrix.indices[starts[0] : starts[0] + counts[0]]
+    offsets = np.repeat(starts - (np.cumsum(counts) - counts), counts)
+    columns = matrix.indices[offsets + np.arange(int(counts.sum()))]
+    return np.repeat(np.arange(len(rows)), counts), columns
 
 
 def _ranks(counts: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:

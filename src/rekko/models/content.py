@@ -699,6 +699,12 @@ class ContentModel(Recommender):
 
     # -- scoring ---------------------------------------------------------------------------
     def _score(self, users: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        if len(users) == 1:  # one request: a sparse matrix-vector product, no sub-matrix
+            profiles = self.profiles_
+            start, stop = profiles.indptr[users[0]], profiles.indptr[users[0] + 1]
+            vector = np.zeros(profiles.shape[1], dtype=np.float32)
+            vector[profiles.indices[start:stop]] = profiles.data[start:stop]
+            return np.asarray((self.item_vectors_ @ vector) + self.prior_, np.float32)[None, :]
         scores = (self.profiles_[users] @ self.item_vectors_.T).toarray()
         return np.asarray(scores + self.prior_, dtype=np.float32)
 

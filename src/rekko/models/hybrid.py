@@ -30,7 +30,7 @@ from scipy.stats import rankdata
 from rekko.data.dataset import Dataset
 from rekko.data.idmap import IdMap
 from rekko.errors import DataError, ModelError, RekkoError
-from rekko.models.base import Abilities, Params, Recommender
+from rekko.models.base import Abilities, Params, Recommender, seen_entries
 from rekko.models.content import ContentModel, QueryText
 from rekko.models.query import Query, QueryScores
 from rekko.models.registry import create_model, get_model_class, register
@@ -234,8 +234,7 @@ class _Ensemble(Recommender):
             if allowed is not None:
                 mask &= allowed
             if exclude_seen:
-                rows = seen[chunk]
-                mask[np.repeat(np.arange(len(chunk)), np.diff(rows.indptr)), rows.indices] = False
+                mask[seen_entries(seen, chunk)] = False
             blended = self._blend(chunk, mask)
             if boost is not None:
                 blended += boost
