@@ -127,15 +127,18 @@ class EASE(Recommender):
 
     def _score(self, users: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
         _, _, seen = self._fitted()
-        if len(users) == 1:  # one request: the user's items' rows of the weights, summed
+        if len(users) == 1:  # one request: its row built from the index arrays
             start, stop = seen.indptr[users[0]], seen.indptr[users[0] + 1]
             values = np.asarray(seen.data[start:stop], dtype=np.float32)
             if self.params.values == "binary":
                 values = np.ones_like(values)
             elif self.params.values == "log":
                 values = np.log1p(values)
-            summed = values @ self.weights_[seen.indices[start:stop]]
-            return np.asarray(summed, dtype=np.float32)[None, :]
+            row = sp.csr_matrix(
+                (values, seen.indices[start:stop], np.asarray([0, stop - start])),
+                shape=(1, seen.shape[1]),
+            )
+            return np.asarray(row @ self.weights_, dtype=np.float32)
         rows = transform_values(seen[users], self.params.values)
         return np.asarray(rows @ self.weights_, dtype=np.float32)
 
