@@ -12,8 +12,12 @@ class RekkoError(Exception):
 class DataError(RekkoError, ValueError):
     """Input data is missing, malformed or inconsistent.
 
-    The message names the source (file or table), and where known the row and column.
-    Rows are counted as a person would see them in the file: the header is line 1.
+    The message names the source (file or table), and where known the row and column; the
+    error is raised where the problem is found, with these fields set (see
+    :class:`rekko.data.validation.Location`). Rows are counted as a person finds them in the
+    source: in a text file the header is line 1; Parquet files and database tables and queries
+    count their rows from 1; a frame given directly counts as a file with a header (its first
+    row is row 2).
     """
 
     def __init__(

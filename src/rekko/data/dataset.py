@@ -1,8 +1,9 @@
 """The in-memory data set every model trains on: interactions plus optional feature tables.
 
 Data flows one way: a reader produces a plain ``pandas.DataFrame`` with external ids, and
-:meth:`Dataset.from_frame` validates it, maps ids once and aggregates duplicates. Models then
-only see integer indices and the sparse user x item matrix, built once and cached.
+:meth:`Dataset.from_frame` validates it (with the checks of :mod:`rekko.data.validation`, each
+made once), maps ids once and aggregates duplicates. Models then only see integer indices and
+the sparse user x item matrix, built once and cached.
 
 Aggregation rule for repeated (user, item) pairs, applied once at construction:
 
@@ -26,7 +27,9 @@ import numpy.typing as npt
 import pandas as pd
 import scipy.sparse as sp
 
+from rekko.data import validation
 from rekko.data.idmap import IdMap
+from rekko.data.validation import Location
 from rekko.errors import DataError
 
 FeatureKind = Literal["categorical", "multi", "text", "numeric", "latitude", "longitude"]
@@ -39,6 +42,7 @@ FEATURE_KINDS: tuple[str, ...] = (
     "latitude",
     "longitude",
 )
+_NUMERIC_KINDS = ("numeric", "latitude", "longitude")
 
 #: Column names of the frame :meth:`Dataset.from_frame` reads.
 USER, ITEM, RATING, VALUE, EVENT, TIMESTAMP = (
@@ -85,41 +89,12 @@ class EventWeights:
                 weights[name.strip()] = weight
         return cls(weights, default)
 
-    def weigh(self, events: pd.Series, *, source: str | None = None) -> npt.NDArray[np.float32]:
+    def weigh(
+        self, events: pd.Series, *, source: str | Location | None = None
+    ) -> npt.NDArray[np.float32]:
         """Weights of each event in ``events``; unknown types raise, naming the first row."""
-        codes, names = pd.factorize(events.astype(str))
-        table = np.array([self.weights.get(name, np.nan) for name in names], dtype=np.float64)
-        unknown = np.isnan(table)
-        if unknown.any():
-            if self.default is None:
-                first = _first(unknown[codes])
-                known = ", ".join(sorted(self.weights)) or "none configured"
-                raise DataError(
-                    f"unknown event type {show_value(names[codes[first]])} (known: {known}; set a "
-                    "default weight with '*=1')",
-                    source=source,
-                    row=_line(first),
-                    column=EVENT,
-                )
-            table[unknown] = self.default
-        return table[codes].astype(np.float32)
-
-
-def _line(position: int) -> int:
-    """The file line of a frame row read with a header line (row 0 -> line 2)."""
-    return position + 2
-
-
-def show_value(value: Any) -> str:
-    """A value as a person wrote it: numbers plain, text quoted (no numpy reprs)."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    return repr(value) if isinstance(value, str) else str(value)
-
-
-def _first(mask: pd.Series | npt.NDArray[np.bool_]) -> int:
-    """Position of the first true entry (frames here always have a RangeIndex)."""
-    return int(np.flatnonzero(np.asarray(mask))[0])
+        at = Location.of(source)
+        return validation.weigh_events(events, self.weights, self.default, EVENT, at)
 
 
 @dataclass(frozen=True)
@@ -143,69 +118,15 @@ class FeatureTable:
         kinds: Mapping[str, FeatureKind] | None = None,
         *,
         multi_separator: str = "|",
-        source: str | None = None,
+        source: str | Location | None = None,
     ) -> FeatureTable:
-        """Align ``table`` (with external ids in ``id_column``) to ``ids``.
+        """Check ``table`` (with external ids in ``id_column``) and align it to ``ids``.
 
         Kinds not given are inferred: numbers -> ``numeric``, strings -> ``categorical``
         (``text`` when most values have several words and are mostly distinct).
         """
-        if id_column not in table.columns:
-            raise DataError(
-                f"feature table has no id column {id_column!r} (columns: {list(table.columns)})",
-                source=source,
-            )
-        table = table.reset_index(drop=True)
-        duplicated = table[id_column].duplicated()
-        if duplicated.any():
-            first = _first(duplicated)
-            raise DataError(
-                f"duplicate id {show_value(table[id_column].iloc[first])} in a feature table",
-                source=source,
-                row=_line(first),
-                column=id_column,
-            )
-        kinds = dict(kinds or {})
-        for name, kind in kinds.items():
-            if name not in table.columns:
-                raise DataError(f"feature column {name!r} not found", source=source)
-            if kind not in FEATURE_KINDS:
-                raise DataError(f"feature kind {kind!r} for {name!r} is not one of {FEATURE_KINDS}")
-        columns = [c for c in table.columns if c != id_column]
-        for name in columns:
-            kinds.setdefault(name, _infer_kind(table[name]))
-        positions = ids.to_index(table[id_column], unknown="mark")
-        frame = pd.DataFrame(index=pd.RangeIndex(len(ids)))
-        keep = positions >= 0
-        for name in columns:
-            values = table[name].astype(object)
-            kind = kinds[name]
-            if kind in ("numeric", "latitude", "longitude"):
-                numbers = pd.to_numeric(values, errors="coerce")
-                bad = numbers.isna() & values.notna()
-                if bad.any():
-                    first = _first(bad)
-                    raise DataError(
-                        f"expected a number, got {show_value(values.iloc[first])}",
-                        source=source,
-                        row=_line(first),
-                        column=name,
-                    )
-                column = np.full(len(ids), np.nan)
-                column[positions[keep]] = numbers.to_numpy(dtype=float)[keep]
-                frame[name] = column
-            elif kind == "multi":
-                lists = pd.Series([_split_multi(v, multi_separator) for v in values], dtype=object)
-                column_obj = np.empty(len(ids), dtype=object)
-                column_obj[:] = [() for _ in range(len(ids))]
-                column_obj[positions[keep]] = lists.to_numpy(dtype=object)[keep]
-                frame[name] = pd.Series(column_obj, dtype=object)
-            else:
-                column_obj = np.full(len(ids), None, dtype=object)
-                cleaned = pd.Series([None if _missing(v) else str(v) for v in values], dtype=object)
-                column_obj[positions[keep]] = cleaned.to_numpy(dtype=object)[keep]
-                frame[name] = pd.Series(column_obj, dtype=object)
-        return cls(frame, {name: kinds[name] for name in columns})
+        checked = _CheckedFeatures.of(table, id_column, kinds, Location.of(source))
+        return checked.aligned(ids, multi_separator)
 
     def columns_of(self, *kinds: FeatureKind) -> list[str]:
         return [name for name, kind in self.kinds.items() if kind in kinds]
@@ -217,6 +138,68 @@ class FeatureTable:
         frame = self.frame.reindex(pd.RangeIndex(size))
         for name in self.columns_of("multi"):
             frame[name] = [v if isinstance(v, tuple) else () for v in frame[name]]
+        return FeatureTable(frame, self.kinds)
+
+
+@dataclass(frozen=True)
+class _CheckedFeatures:
+    """A feature table that passed validation: the step between reading and aligning it.
+
+    :meth:`Dataset.from_frame` checks its feature tables before building any id map, and
+    aligns them after; :meth:`FeatureTable.build` does both at once.
+    """
+
+    table: pd.DataFrame
+    id_column: str
+    kinds: dict[str, FeatureKind]
+    numbers: dict[str, npt.NDArray[np.float64]]
+
+    @classmethod
+    def of(
+        cls,
+        table: pd.DataFrame,
+        id_column: str,
+        kinds: Mapping[str, FeatureKind] | None,
+        at: Location,
+    ) -> _CheckedFeatures:
+        """Check the kinds, ids and numeric columns of ``table``; infer the kinds not given."""
+        table = table.reset_index(drop=True)
+        kinds = dict(kinds or {})
+        for name, kind in kinds.items():
+            if name not in table.columns:
+                raise DataError(f"feature column {name!r} not found", source=at.source)
+            if kind not in FEATURE_KINDS:
+                raise DataError(f"feature kind {kind!r} for {name!r} is not one of {FEATURE_KINDS}")
+        columns = [c for c in table.columns if c != id_column]
+        for name in columns:
+            kinds.setdefault(name, _infer_kind(table[name]))
+        numeric = {name: kinds[name] for name in columns if kinds[name] in _NUMERIC_KINDS}
+        numbers = validation.check_features(table, id_column, numeric, at)
+        return cls(table, id_column, {name: kinds[name] for name in columns}, numbers)
+
+    def aligned(self, ids: IdMap, multi_separator: str) -> FeatureTable:
+        """The features in the order of ``ids`` (which holds every id of the table)."""
+        positions = ids.to_index(self.table[self.id_column], unknown="mark")
+        frame = pd.DataFrame(index=pd.RangeIndex(len(ids)))
+        keep = positions >= 0
+        for name, kind in self.kinds.items():
+            if name in self.numbers:
+                column = np.full(len(ids), np.nan)
+                column[positions[keep]] = self.numbers[name][keep]
+                frame[name] = column
+                continue
+            values = self.table[name].astype(object)
+            if kind == "multi":
+                lists = pd.Series([_split_multi(v, multi_separator) for v in values], dtype=object)
+                column_obj = np.empty(len(ids), dtype=object)
+                column_obj[:] = [() for _ in range(len(ids))]
+                column_obj[positions[keep]] = lists.to_numpy(dtype=object)[keep]
+                frame[name] = pd.Series(column_obj, dtype=object)
+            else:
+                column_obj = np.full(len(ids), None, dtype=object)
+                cleaned = pd.Series([None if _missing(v) else str(v) for v in values], dtype=object)
+                column_obj[positions[keep]] = cleaned.to_numpy(dtype=object)[keep]
+                frame[name] = pd.Series(column_obj, dtype=object)
         return FeatureTable(frame, self.kinds)
 
 
@@ -282,7 +265,9 @@ class Dataset:
         users: IdMap | None = None,
         items: IdMap | None = None,
         name: str = "dataset",
-        source: str | None = None,
+        source: str | Location | None = None,
+        item_features_source: str | Location | None = None,
+        user_features_source: str | Location | None = None,
     ) -> Dataset:
         """Validate, map and aggregate a frame of raw interactions.
 
@@ -293,78 +278,74 @@ class Dataset:
         Items that only appear in ``item_features`` are part of the catalogue (cold items).
         Passing ``users`` / ``items`` extends those maps instead of building new ones, so indices
         stay stable across data versions.
+
+        ``source`` and ``*_features_source`` say where the frames came from (a name, or a
+        :class:`~rekko.data.validation.Location` that also numbers rows and names columns as
+        the source does); errors name them. The data are checked before anything is built.
         """
+        at = Location.of(source)
         for column in (USER, ITEM):
             if column not in frame.columns:
                 raise DataError(
                     f"missing column {column!r} (columns found: {list(frame.columns)}); map your "
                     "columns with the column options",
-                    source=source,
+                    source=at.source,
                 )
         if frame.empty:
-            raise DataError("no interactions (the data is empty)", source=source)
+            raise DataError("no interactions (the data is empty)", source=at.source)
+        # Feature tables first, as when their files are read before the interactions' values.
+        base = at.source or name
+        checked_items = (
+            _CheckedFeatures.of(
+                item_features,
+                ITEM,
+                item_feature_kinds,
+                Location.of(item_features_source or f"{base} item features"),
+            )
+            if item_features is not None
+            else None
+        )
+        checked_users = (
+            _CheckedFeatures.of(
+                user_features,
+                USER,
+                user_feature_kinds,
+                Location.of(user_features_source or f"{base} user features"),
+            )
+            if user_features is not None
+            else None
+        )
         frame = frame.reset_index(drop=True)
         for column in (USER, ITEM):
-            missing = frame[column].isna() | (frame[column].astype(str).str.strip() == "")
-            if missing.any():
-                raise DataError(
-                    "missing id", source=source, row=_line(_first(missing)), column=column
-                )
-
+            validation.check_ids(frame[column], column, at)
         explicit = RATING in frame.columns
         if explicit:
-            values = _numbers(frame[RATING], RATING, source)
-            bad = ~np.isfinite(values) | (values < 0)
-            if bad.any():
-                first = int(np.flatnonzero(bad)[0])
-                raise DataError(
-                    "rating must be a finite number >= 0, got "
-                    f"{show_value(frame[RATING].iloc[first])}",
-                    source=source,
-                    row=_line(first),
-                    column=RATING,
-                )
+            values = validation.check_numbers(frame[RATING], RATING, at)
+        elif VALUE in frame.columns:
+            values = validation.check_numbers(frame[VALUE], VALUE, at)
         else:
-            values = (
-                _numbers(frame[VALUE], VALUE, source)
-                if VALUE in frame.columns
-                else np.ones(len(frame), dtype=np.float64)
-            )
-            bad = ~np.isfinite(values) | (values < 0)
-            if bad.any():
-                first = int(np.flatnonzero(bad)[0])
-                raise DataError(
-                    "value must be a finite number >= 0",
-                    source=source,
-                    row=_line(first),
-                    column=VALUE,
-                )
+            values = np.ones(len(frame), dtype=np.float64)
         events: pd.Series | None = None
         if EVENT in frame.columns:
-            absent = frame[EVENT].isna() | (frame[EVENT].astype(str).str.strip() == "")
-            if absent.any():
-                raise DataError(
-                    "missing event type", source=source, row=_line(_first(absent)), column=EVENT
-                )
-            events = frame[EVENT].astype(str)
+            events = validation.check_events(frame[EVENT], EVENT, at)
             weights = (
                 event_weights
                 if isinstance(event_weights, EventWeights)
                 else EventWeights(dict(event_weights or {}), None if event_weights else 1.0)
             )
-            event_weight = weights.weigh(events, source=source)
+            event_weight = weights.weigh(events, source=at)
             if not explicit:
                 values = values * event_weight
         timestamps: npt.NDArray[np.int64] | None = None
         if TIMESTAMP in frame.columns:
-            timestamps = parse_timestamps(frame[TIMESTAMP], source=source)
+            timestamps = validation.parse_timestamps(frame[TIMESTAMP], source=at, column=TIMESTAMP)
 
         item_ids = frame[ITEM]
-        if item_features is not None and ITEM in item_features.columns:
-            item_ids = pd.concat([item_ids, item_features[ITEM]], ignore_index=True)
+        if checked_items is not None:
+            item_ids = pd.concat([item_ids, checked_items.table[ITEM]], ignore_index=True)
         user_ids = frame[USER]
-        if user_features is not None and USER in user_features.columns:
-            user_ids = pd.concat([user_ids, user_features[USER]], ignore_index=True)
+        if checked_users is not None:
+            user_ids = pd.concat([user_ids, checked_users.table[USER]], ignore_index=True)
         user_map = users.extend(user_ids) if users is not None else IdMap.from_values(user_ids)
         item_map = items.extend(item_ids) if items is not None else IdMap.from_values(item_ids)
 
@@ -382,31 +363,8 @@ class Dataset:
             raw["event"] = events.to_numpy()
             raw["event_weight"] = event_weight
         interactions = _aggregate(raw, explicit=explicit, aggregate=aggregate)
-
-        item_table = (
-            FeatureTable.build(
-                item_features,
-                ITEM,
-                item_map,
-                item_feature_kinds,
-                multi_separator=multi_separator,
-                source=f"{source or name} item features",
-            )
-            if item_features is not None
-            else None
-        )
-        user_table = (
-            FeatureTable.build(
-                user_features,
-                USER,
-                user_map,
-                user_feature_kinds,
-                multi_separator=multi_separator,
-                source=f"{source or name} user features",
-            )
-            if user_features is not None
-            else None
-        )
+        item_table = checked_items.aligned(item_map, multi_separator) if checked_items else None
+        user_table = checked_users.aligned(user_map, multi_separator) if checked_users else None
         return cls(interactions, user_map, item_map, explicit, item_table, user_table, name)
 
     # -- views ----------------------------------------------------------------------------
@@ -510,58 +468,6 @@ class Dataset:
             if column in self.interactions.columns:
                 out[column] = self.interactions[column].to_numpy()
         return out
-
-
-def _numbers(values: pd.Series, column: str, source: str | None) -> npt.NDArray[np.float64]:
-    numbers = pd.to_numeric(values, errors="coerce")
-    bad = numbers.isna()
-    if bad.any():
-        first = _first(bad)
-        raise DataError(
-            f"expected a number, got {show_value(values.iloc[first])}",
-            source=source,
-            row=_line(first),
-            column=column,
-        )
-    return numbers.to_numpy(dtype=np.float64)
-
-
-def parse_timestamps(values: pd.Series, *, source: str | None = None) -> npt.NDArray[np.int64]:
-    """Unix seconds from numbers (s or ms) or date strings; errors name the first bad row."""
-    values = values.reset_index(drop=True)
-    if values.isna().any():
-        first = _first(values.isna())
-        raise DataError("missing timestamp", source=source, row=_line(first), column=TIMESTAMP)
-    if pd.api.types.is_datetime64_any_dtype(values):
-        parsed = pd.to_datetime(values, utc=True)
-    else:
-        numbers = pd.to_numeric(values, errors="coerce")
-        is_number = numbers.notna().to_numpy()
-        array = numbers.to_numpy(dtype=np.float64)
-        # Retailrocket and browsers log milliseconds; seconds would be after year 5000.
-        if is_number.any() and np.nanmax(np.abs(array)) > 1e11:
-            array = array / 1000.0
-        if is_number.all():
-            whole: npt.NDArray[np.int64] = np.floor(array).astype(np.int64)
-            return whole
-        texts = values[~is_number].astype(str)
-        parsed = pd.to_datetime(texts, errors="coerce", utc=True, format="mixed")
-        if parsed.isna().any():
-            first = int(parsed.index[_first(parsed.isna())])
-            raise DataError(
-                f"cannot read {show_value(values.iloc[first])} as a time "
-                "(use unix seconds or ISO 8601)",
-                source=source,
-                row=_line(first),
-                column=TIMESTAMP,
-            )
-        seconds_text = (parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
-        out = np.zeros(len(values), dtype=np.int64)
-        out[is_number] = np.floor(array[is_number]).astype(np.int64)
-        out[~is_number] = seconds_text.to_numpy(dtype=np.int64)
-        return out
-    seconds = (parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
-    return np.asarray(seconds.to_numpy(dtype=np.int64), dtype=np.int64)
 
 
 def _aggregate(raw: pd.DataFrame, *, explicit: bool, aggregate: Aggregate) -> pd.DataFrame:

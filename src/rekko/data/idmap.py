@@ -24,6 +24,11 @@ IdKind = Literal["int", "str"]
 #: Returned by :meth:`IdMap.to_index` for ids that are not in the map (with ``unknown="mark"``).
 UNKNOWN = -1
 
+#: Longest external id, in characters, that rekko reads from data: the HTTP service and its
+#: database accept no longer ids (``rekko.store.schema.ID_LENGTH``), so a model trained from a
+#: file never knows an id that a request could not name.
+MAX_ID_LENGTH = 255
+
 
 def _kind_of(values: npt.NDArray[Any]) -> IdKind:
     if values.dtype.kind in "iu":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlsplit
@@ -22,12 +23,13 @@ from rekko.data.readers import (
     ColumnMap,
     closest_column,
     header_columns,
+    interactions_location,
     missing_column,
     normalize_ids,
     read_interactions,
     read_text_file,
-    restate_error,
 )
+from rekko.data.validation import Location
 from rekko.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -97,20 +99,26 @@ def _require_columns(frame: pd.DataFrame, columns: tuple[str, ...], source: Path
 
 # -- MovieLens ------------------------------------------------------------------------------
 def _ml100k_ratings(path: Path) -> pd.DataFrame:
-    """A headerless ``user item rating timestamp`` file of MovieLens 100K (u.data, u1.base...)."""
-    frame = read_text_file(
+    """A headerless ``user item rating timestamp`` file of MovieLens 100K (u.data, u1.base...).
+
+    A line with fewer fields leaves the last ones missing: :meth:`Dataset.from_frame` names it.
+    """
+    return read_text_file(
         path, sep="\t", encoding="latin-1", names=list(_ML100K_RATINGS), header=False
     )
-    if frame.shape[1] != 4 or frame[list(_ML100K_RATINGS)].isna().any().any():
-        raise DataError(
-            "expected 4 tab-separated fields per line: user id, item id, rating, timestamp",
-            source=str(path),
-        )
-    return frame
 
 
-def _ml100k_features(folder: Path) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+def _headerless(source: str) -> Location:
+    """Where rows of a MovieLens 100K file come from: it has no header, so line 1 is row 1."""
+    return Location(source, first_row=1)
+
+
+def _ml100k_features(
+    folder: Path,
+) -> tuple[pd.DataFrame | None, pd.DataFrame | None, Location | None, Location | None]:
+    """Item and user features (``u.item``, ``u.user``) and where their rows came from."""
     items: pd.DataFrame | None = None
+    items_at: Location | None = None
     item_path = _optional(folder, "u.item")
     if item_path is not None:
         genre_path = _optional(folder, "u.genre")
@@ -131,9 +139,10 @@ def _ml100k_features(folder: Path) -> tuple[pd.DataFrame | None, pd.DataFrame | 
         )
         flags = raw[list(genres)].fillna(0).to_numpy(dtype=np.int64) == 1
         released = pd.to_datetime(raw["release_date"], format="%d-%b-%Y", errors="coerce")
+        items_at = _headerless(str(item_path))
         items = pd.DataFrame(
             {
-                "item_id": raw["item_id"].astype(np.int64),
+                "item_id": normalize_ids(raw["item_id"]),
                 "title": raw["title"],
                 "year": released.dt.year.astype(float),
                 "genres": [
@@ -142,6 +151,7 @@ def _ml100k_features(folder: Path) -> tuple[pd.DataFrame | None, pd.DataFrame | 
             }
         )
     users: pd.DataFrame | None = None
+    users_at: Location | None = None
     user_path = _optional(folder, "u.user")
     if user_path is not None:
         users = read_text_file(
@@ -152,13 +162,9 @@ def _ml100k_features(folder: Path) -> tuple[pd.DataFrame | None, pd.DataFrame | 
             header=False,
             dtype={"gender": str, "occupation": str, "zip": str},
         )
-        age = pd.to_numeric(users["age"], errors="coerce")
-        if age.isna().any():
-            row = int(np.flatnonzero(age.isna().to_numpy())[0]) + 1
-            raise DataError(
-                "expected an age in years", source=str(user_path), row=row, column="age"
-            )
-    return items, users
+        users["user_id"] = normalize_ids(users["user_id"])
+        users_at = _headerless(str(user_path))
+    return items, users, items_at, users_at
 
 
 _ML100K_ITEM_KINDS: dict[str, FeatureKind] = {"title": "text", "year": "numeric", "genres": "multi"}
@@ -180,24 +186,18 @@ def load_movielens_100k(folder: str | Path) -> Dataset:
     """
     root = _folder(folder, "MovieLens 100K")
     ratings = _ml100k_ratings(_required(root, "u.data"))
-    items, users = _ml100k_features(root)
-    try:
-        return Dataset.from_frame(
-            ratings,
-            item_features=items,
-            user_features=users,
-            item_feature_kinds=_ML100K_ITEM_KINDS if items is not None else None,
-            user_feature_kinds=_ML100K_USER_KINDS if users is not None else None,
-            name="movielens-100k",
-            source="u.data",
-        )
-    except DataError as exc:
-        raise _headerless(exc, "u.data") from None
-
-
-def _headerless(exc: DataError, source: str) -> DataError:
-    """``exc`` with rows counted for a file without a header line, if it is about ``source``."""
-    return restate_error(exc, row_offset=-1) if exc.source == source else exc
+    items, users, items_at, users_at = _ml100k_features(root)
+    return Dataset.from_frame(
+        ratings,
+        item_features=items,
+        user_features=users,
+        item_feature_kinds=_ML100K_ITEM_KINDS if items is not None else None,
+        user_feature_kinds=_ML100K_USER_KINDS if users is not None else None,
+        name="movielens-100k",
+        source=_headerless("u.data"),
+        item_features_source=items_at,
+        user_features_source=users_at,
+    )
 
 
 def load_movielens_split(folder: str | Path, name: str = "u1") -> tuple[Dataset, Dataset]:
@@ -218,12 +218,13 @@ def load_movielens_split(folder: str | Path, name: str = "u1") -> tuple[Dataset,
     parts = []
     for frame, part in ((base, "train"), (test, "test")):
         source = f"{name}.{'base' if part == 'train' else 'test'}"
-        try:
-            dataset = Dataset.from_frame(
-                frame, users=users, items=items, name=f"movielens-100k-{name}-{part}", source=source
-            )
-        except DataError as exc:
-            raise _headerless(exc, source) from None
+        dataset = Dataset.from_frame(
+            frame,
+            users=users,
+            items=items,
+            name=f"movielens-100k-{name}-{part}",
+            source=_headerless(source),
+        )
         parts.append(_with_features(dataset, full))
     train, held_out = parts
     return train, held_out
@@ -260,7 +261,8 @@ def load_movielens_latest(folder: str | Path) -> Dataset:
     """
     root = _folder(folder, "MovieLens")
     columns = ColumnMap(user="userId", item="movieId", rating="rating", timestamp="timestamp")
-    ratings = read_interactions(_required(root, "ratings.csv"), columns=columns)
+    ratings_path = _required(root, "ratings.csv")
+    ratings = read_interactions(ratings_path, columns=columns)
     items: pd.DataFrame | None = None
     kinds: dict[str, FeatureKind] = {}
     movies_path = _optional(root, "movies.csv")
@@ -290,16 +292,13 @@ def load_movielens_latest(folder: str | Path) -> Dataset:
             items = items.merge(per_movie, on=ITEM, how="outer", sort=False)
             items["tags"] = [t if isinstance(t, tuple) else () for t in items["tags"]]
         kinds["tags"] = "multi"
-    try:
-        return Dataset.from_frame(
-            ratings,
-            item_features=items,
-            item_feature_kinds=kinds or None,
-            name=f"movielens-{root.name}",
-            source="ratings.csv",
-        )
-    except DataError as exc:
-        raise restate_error(exc, columns=columns) from None
+    return Dataset.from_frame(
+        ratings,
+        item_features=items,
+        item_feature_kinds=kinds or None,
+        name=f"movielens-{root.name}",
+        source=interactions_location(ratings_path, columns=columns),
+    )
 
 
 def _tags_per_item(item_ids: pd.Series, tags: pd.Series) -> pd.DataFrame:
@@ -340,18 +339,15 @@ def load_retailrocket(
         "available": "numeric",
         "parent_category": "categorical",
     }
-    try:
-        return Dataset.from_frame(
-            events,
-            item_features=items,
-            item_feature_kinds={k: v for k, v in kinds.items() if items is not None and k in items},
-            event_weights=RETAILROCKET_EVENT_WEIGHTS if event_weights is None else event_weights,
-            aggregate="sum",
-            name="retailrocket",
-            source="events.csv",
-        )
-    except DataError as exc:
-        raise restate_error(exc, columns=columns) from None
+    return Dataset.from_frame(
+        events,
+        item_features=items,
+        item_feature_kinds={k: v for k, v in kinds.items() if items is not None and k in items},
+        event_weights=RETAILROCKET_EVENT_WEIGHTS if event_weights is None else event_weights,
+        aggregate="sum",
+        name="retailrocket",
+        source=interactions_location(events_path, columns=columns),
+    )
 
 
 _KEPT_PROPERTIES = ("categoryid", "available")
@@ -573,26 +569,22 @@ def load_seefud(folder: str | Path) -> Dataset:
         {ITEM: first["Title"], "title": first["Title"], "ingredients": first["Ingredients"]}
     )
     columns = ColumnMap(user="UserID", item="Title", value="InteractionType")
-    interactions = read_interactions(_required(root, "user3.csv"), columns=columns)
-    values = pd.to_numeric(interactions[VALUE], errors="coerce")
-    if (values == 0).any():
-        # Dropping rows would shift the row numbers of later errors: check the values first.
-        try:
-            Dataset.from_frame(interactions, source="user3.csv")
-        except DataError as exc:
-            raise restate_error(exc, columns=columns) from None
-        interactions = interactions[(values != 0).to_numpy()].reset_index(drop=True)
-    try:
-        return Dataset.from_frame(
-            interactions,
-            item_features=items,
-            item_feature_kinds={"title": "text", "ingredients": "text"},
-            aggregate="sum",
-            name="seefud",
-            source="user3.csv",
-        )
-    except DataError as exc:
-        raise restate_error(exc, columns=columns) from None
+    interactions_path = _required(root, "user3.csv")
+    interactions = read_interactions(interactions_path, columns=columns)
+    at = interactions_location(interactions_path, columns=columns)
+    kept = (pd.to_numeric(interactions[VALUE], errors="coerce") != 0).to_numpy()
+    if not kept.all():
+        # The kept rows keep their line numbers in errors.
+        interactions = interactions[kept].reset_index(drop=True)
+        at = replace(at, rows=np.flatnonzero(kept) + at.first_row)
+    return Dataset.from_frame(
+        interactions,
+        item_features=items,
+        item_feature_kinds={"title": "text", "ingredients": "text"},
+        aggregate="sum",
+        name="seefud",
+        source=at,
+    )
 
 
 # -- registry -------------------------------------------------------------------------------

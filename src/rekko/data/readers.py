@@ -1,8 +1,10 @@
 """Read interactions and feature tables from files and SQL databases into plain frames.
 
-Readers only pick and rename columns and normalise ids; :meth:`Dataset.from_frame` checks the
-values (numbers, ratings, timestamps, event types), so one set of rules applies to every
-source. Supported sources:
+Readers only pick and rename columns and normalise ids; the values (ids, numbers, ratings,
+timestamps, event types) are checked once, by :mod:`rekko.data.validation` (through
+:meth:`Dataset.from_frame`), so one set of rules applies to every source. Readers tell it where
+the rows came from (a :class:`~rekko.data.validation.Location`), so that its errors name the
+source, row and column directly. Supported sources:
 
 * text files ``.csv``, ``.tsv`` and ``.txt`` with a header line; the separator is a tab for
   ``.tsv`` and otherwise sniffed from the header (comma, tab, semicolon or pipe);
@@ -14,7 +16,8 @@ source. Supported sources:
 Ids are kept exactly as written (strings) unless every id in the column is an integer, in which
 case the column becomes ``int64``: ``"007"`` stays a string, ``" 42"`` becomes ``42``. Frames
 keep a default ``RangeIndex``, so row ``i`` of a text file is line ``i + 2`` (the header is
-line 1): the row number a :class:`~rekko.errors.DataError` reports.
+line 1): the row number a :class:`~rekko.errors.DataError` reports. Rows of Parquet files and
+of database tables and queries are counted from 1.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from rekko.data import validation
 from rekko.data.dataset import (
     EVENT,
     ITEM,
@@ -44,8 +48,8 @@ from rekko.data.dataset import (
     Dataset,
     EventWeights,
     FeatureKind,
-    show_value,
 )
+from rekko.data.validation import Location
 from rekko.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -118,6 +122,10 @@ class ColumnMap:
         given: str | None = getattr(self, canonical.removesuffix("_id"))
         return given if given is not None else canonical
 
+    def source_names(self) -> dict[str, str]:
+        """``{canonical column: source column}`` for every field, for naming errors."""
+        return {canonical: self.source_name(canonical) for canonical in (USER, ITEM, *_OPTIONAL)}
+
     def resolve(self, found: Sequence[str], *, source: str | None = None) -> dict[str, str]:
         """``{source column: canonical column}`` for the fields present in ``found``."""
         wanted: dict[str, str] = {}
@@ -176,9 +184,10 @@ def closest_column(name: str, found: Sequence[str], *, field: str | None = None)
 def normalize_ids(values: pd.Series) -> pd.Series:
     """Ids as ``int64`` when every one is an integer, else as strings exactly as written.
 
-    Missing ids stay missing, so that :meth:`Dataset.from_frame` can name their row.
+    Missing ids, and columns holding lists or other non-scalar values, are left as they are,
+    so that the id check (:func:`rekko.data.validation.check_ids`) can name their row.
     """
-    if pd.api.types.is_bool_dtype(values):
+    if pd.api.types.is_bool_dtype(values) or validation.first_non_scalar(values) is not None:
         return values
     if pd.api.types.is_integer_dtype(values):
         return values.astype(np.int64)
@@ -369,19 +378,47 @@ def read_text_file(
     except pd.errors.EmptyDataError:
         raise DataError("empty file (no header and no rows)", source=str(path)) from None
     except (pd.errors.ParserError, ValueError) as exc:
-        message = _first_line(exc)
-        found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", message)
-        if found:
-            expected, line, saw = found.groups()
+        long_row = _first_long_row(
+            path, sep=sep, encoding=encoding, fields=len(names) if names is not None else None
+        )
+        if long_row is not None:
+            line, expected, found = long_row
             raise DataError(
-                f"expected {expected} fields, found {saw} (quote values that contain {sep!r})",
+                f"expected {expected} fields, found {found} (quote values that contain {sep!r})",
                 source=str(path),
-                row=int(line),
+                row=line,
             ) from None
-        raise DataError(f"cannot parse the file: {message}", source=str(path)) from None
+        raise DataError(f"cannot parse the file: {_first_line(exc)}", source=str(path)) from None
     if frame.empty:
         raise DataError("the file has a header but no rows", source=str(path))
     return frame
+
+
+def _first_long_row(
+    path: Path, *, sep: str, encoding: str, fields: int | None
+) -> tuple[int, int, int] | None:
+    """``(line, expected, found)`` of the first record with more fields than ``fields``.
+
+    ``fields`` defaults to the first record's count. Lines are counted from 1 and blank lines
+    count; ``None`` when every record fits (the file failed to parse for another reason).
+    """
+    if len(sep) != 1:
+        return None
+    try:
+        with path.open(encoding=encoding, newline="") as handle:
+            reader = csv.reader(handle, delimiter=sep)
+            line = 0
+            for record in reader:
+                start, line = line + 1, reader.line_num
+                if not record:
+                    continue
+                if fields is None:
+                    fields = len(record)
+                elif len(record) > fields:
+                    return start, fields, len(record)
+    except (UnicodeDecodeError, LookupError, csv.Error):
+        return None
+    return None
 
 
 # pandas' default missing-value markers, so that both readers agree on what is missing.
@@ -643,7 +680,9 @@ def read_interactions(
     """Read raw interactions with canonical column names, ready for :meth:`Dataset.from_frame`.
 
     The frame has ``user_id`` and ``item_id`` and, when the source has them, ``rating``,
-    ``value``, ``event`` and ``timestamp``; other columns are dropped.
+    ``value``, ``event`` and ``timestamp``; other columns are dropped. Values are not checked
+    here: :meth:`Dataset.from_frame` checks them (pass it :func:`interactions_location` to have
+    errors name this source's rows and columns).
     """
     mapping = columns or ColumnMap()
     label = _label(source, table, query)
@@ -671,6 +710,21 @@ def read_interactions(
     return frame[[c for c in (USER, ITEM, *_OPTIONAL) if c in frame.columns]]
 
 
+def interactions_location(
+    source: Source,
+    *,
+    columns: ColumnMap | None = None,
+    table: str | None = None,
+    query: str | None = None,
+) -> Location:
+    """Where the rows of :func:`read_interactions`' frame came from, for the checks' errors."""
+    return Location(
+        describe_source(source, table=table, query=query),
+        first_row=_first_row(source),
+        columns=(columns or ColumnMap()).source_names(),
+    )
+
+
 def read_features(
     source: Source,
     *,
@@ -688,7 +742,7 @@ def read_features(
     categorical zip code keeps its leading zero) and numeric ones must hold numbers. Ids must
     be present and unique. Errors name the source, row and column.
     """
-    return _read_features(
+    frame, at = _read_features(
         source,
         (id_column,),
         target,
@@ -698,6 +752,9 @@ def read_features(
         sep=sep,
         encoding=encoding,
     )
+    numeric = {name: kind for name, kind in (kinds or {}).items() if kind in _NUMERIC_KINDS}
+    validation.check_features(frame, USER if target == "user" else ITEM, numeric, at)
+    return frame
 
 
 def _read_features(
@@ -710,8 +767,9 @@ def _read_features(
     query: str | None,
     sep: str | None,
     encoding: str,
-) -> pd.DataFrame:
-    """:func:`read_features` with the first of ``id_columns`` that the source has as id."""
+) -> tuple[pd.DataFrame, Location]:
+    """The unchecked frame of :func:`read_features`, with the first of ``id_columns`` that the
+    source has as id, and where its rows came from."""
     if target not in ("user", "item"):
         raise DataError(f"target must be 'user' or 'item', got {target!r}")
     canonical = USER if target == "user" else ITEM
@@ -750,42 +808,15 @@ def _read_features(
         sep=sep,
         encoding=encoding,
     )
-    ids = normalize_ids(frame[canonical])
-    frame[canonical] = ids
-    first_line = 2 if has_header_line(source) else 1
-    missing = ids.isna() | (ids.astype(str).str.strip() == "")
-    if missing.any():
-        raise DataError(
-            "missing id", source=label, row=_first_row(missing, first_line), column=chosen
-        )
-    duplicated = ids.duplicated()
-    if duplicated.any():
-        first = _first_row(duplicated, first_line)
-        raise DataError(
-            f"duplicate id {show_value(ids.iloc[first - first_line])} (ids in a feature table "
-            "must be unique)",
-            source=label,
-            row=first,
-            column=chosen,
-        )
-    for name, kind in kinds.items():
-        if kind in _NUMERIC_KINDS:
-            numbers = pd.to_numeric(frame[name], errors="coerce")
-            bad = numbers.isna() & frame[name].notna()
-            if bad.any():
-                raise DataError(
-                    f"expected a number ({kind} feature), got {frame[name][bad].iloc[0]!r}",
-                    source=label,
-                    row=_first_row(bad, first_line),
-                    column=name,
-                )
+    frame[canonical] = normalize_ids(frame[canonical])
     logger.debug("read %d %s feature rows from %s", len(frame), target, label)
-    return frame
+    at = Location(label, first_row=_first_row(source), columns={canonical: chosen})
+    return frame, at
 
 
-def _first_row(mask: pd.Series, first_line: int) -> int:
-    """Where a person finds the first true value of ``mask``: row 0 is ``first_line``."""
-    return int(np.flatnonzero(mask.to_numpy(dtype=bool))[0]) + first_line
+def _first_row(source: Source) -> int:
+    """The number of a source's first data row (see :func:`has_header_line`)."""
+    return 2 if has_header_line(source) else 1
 
 
 def has_header_line(source: Source | pd.DataFrame) -> bool:
@@ -829,30 +860,28 @@ def load_dataset(
     frame = read_interactions(
         interactions, columns=mapping, table=table, query=query, sep=sep, encoding=encoding
     )
-    item_frame = _features(
+    item_frame, item_at = _features(
         items, "item", item_id_column, mapping.item, item_feature_kinds, items_table, encoding
     )
-    user_frame = _features(
+    user_frame, user_at = _features(
         users, "user", user_id_column, mapping.user, user_feature_kinds, users_table, encoding
     )
     if name is None:
         name = table or ("query" if is_database_url(interactions) else Path(interactions).stem)
-    try:
-        return Dataset.from_frame(
-            frame,
-            item_features=item_frame,
-            user_features=user_frame,
-            item_feature_kinds=item_feature_kinds,
-            user_feature_kinds=user_feature_kinds,
-            event_weights=event_weights,
-            aggregate=aggregate,
-            multi_separator=multi_separator,
-            name=name,
-            source=describe_source(interactions, table=table, query=query),
-        )
-    except DataError as exc:
-        offset = 0 if has_header_line(interactions) else -1
-        raise restate_error(exc, columns=mapping, row_offset=offset) from None
+    return Dataset.from_frame(
+        frame,
+        item_features=item_frame,
+        user_features=user_frame,
+        item_feature_kinds=item_feature_kinds,
+        user_feature_kinds=user_feature_kinds,
+        event_weights=event_weights,
+        aggregate=aggregate,
+        multi_separator=multi_separator,
+        name=name,
+        source=interactions_location(interactions, columns=mapping, table=table, query=query),
+        item_features_source=item_at,
+        user_features_source=user_at,
+    )
 
 
 def _features(
@@ -863,18 +892,19 @@ def _features(
     kinds: Mapping[str, FeatureKind] | None,
     table: str | None,
     encoding: str,
-) -> pd.DataFrame | None:
+) -> tuple[pd.DataFrame | None, Location | None]:
+    """A feature table for :func:`load_dataset`, unchecked, and where its rows came from."""
     canonical = USER if target == "user" else ITEM
     candidates = [id_column] if id_column is not None else [canonical, interactions_id]
     if source is None:
         if table is not None:
             raise DataError(f"{target}s_table is set but no {target}s source is given")
-        return None
+        return None, None
     if isinstance(source, pd.DataFrame):
         column = next((c for c in candidates if c in source.columns), candidates[0])
         if column not in source.columns:
             raise missing_column(column, list(source.columns), source=f"{target} features")
-        return source.rename(columns={column: canonical})
+        return source.rename(columns={column: canonical}), None
     if is_database_url(source) and table is None:
         raise DataError(f"reading {target}s from a database needs {target}s_table")
     return _read_features(
@@ -887,30 +917,3 @@ def _features(
         sep=None,
         encoding=encoding,
     )
-
-
-def restate_error(
-    exc: DataError, *, columns: ColumnMap | None = None, row_offset: int = 0
-) -> DataError:
-    """``exc`` in the source's terms: its own column names, and its own line numbers.
-
-    :meth:`Dataset.from_frame` names canonical columns (``user_id``) and counts a header line;
-    ``columns`` maps those back to the source's names and ``row_offset`` corrects the row
-    (``-1`` for a file without a header).
-    """
-    column = exc.column
-    if columns is not None and column in (USER, ITEM, *_OPTIONAL):
-        column = columns.source_name(column)
-    row = exc.row + row_offset if exc.row is not None else None
-    if column == exc.column and row == exc.row:
-        return exc
-    where = [str(exc.source)] if exc.source is not None else []
-    if exc.row is not None:
-        where.append(f"row {exc.row}")
-    if exc.column is not None:
-        where.append(f"column '{exc.column}'")
-    prefix = ", ".join(where) + ": " if where else ""
-    text = str(exc)
-    if not text.startswith(prefix):
-        return exc
-    return DataError(text[len(prefix) :], source=exc.source, row=row, column=column)
