@@ -1,26 +1,36 @@
 """The ``rekko`` command line: train, recommend, predict, similar, evaluate, split, datasets.
 
-Bad input gives one clear line on stderr and a non-zero exit, never a traceback.
+Commands parse flags and the config, build a spec, call the library (``train``, ``evaluate``
+and ``tune`` run :mod:`rekko.workflows`) and print. The data flags are declared once, in
+:data:`rekko.config.DATA_OPTIONS`. Bad input gives one clear line on stderr and a non-zero
+exit, never a traceback.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import logging
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from rekko.config import data_spec, read_config
+from rekko import workflows
+from rekko.config import DATA_OPTIONS, config_section, data_spec, read_config
 from rekko.errors import DataError, RekkoError
+
+if TYPE_CHECKING:
+    from rekko.config import DataSpec
+    from rekko.data.dataset import Dataset
+    from rekko.reports.charts import ImageFormat
 
 app = typer.Typer(
     name="rekko",
@@ -39,76 +49,73 @@ errors = Console(stderr=True)
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", help="A rekko.toml with [data] and per-command keys.")
 ]
-DatasetOpt = Annotated[
-    str | None,
-    typer.Option("--dataset", help="Built-in data set: demo, movielens-100k, fiverr, seefud..."),
-]
-DataDirOpt = Annotated[
-    str | None, typer.Option("--data-dir", help="Folder with a built-in data set's files.")
-]
-InteractionsOpt = Annotated[
-    str | None,
-    typer.Option("--interactions", "-i", help="Interactions: CSV/Parquet path or SQLAlchemy URL."),
-]
-TableOpt = Annotated[str | None, typer.Option("--table", help="SQL table of interactions.")]
-QueryOpt = Annotated[str | None, typer.Option("--query", help="SQL query of interactions.")]
-ItemsOpt = Annotated[str | None, typer.Option("--items", help="Item features file.")]
-UsersOpt = Annotated[str | None, typer.Option("--users", help="User features file.")]
-UserColOpt = Annotated[str | None, typer.Option("--user-col", help="Column of user ids.")]
-ItemColOpt = Annotated[str | None, typer.Option("--item-col", help="Column of item ids.")]
-RatingColOpt = Annotated[
-    str | None, typer.Option("--rating-col", help="Column of explicit ratings.")
-]
-ValueColOpt = Annotated[
-    str | None, typer.Option("--value-col", help="Column of implicit strengths.")
-]
-EventColOpt = Annotated[str | None, typer.Option("--event-col", help="Column of event types.")]
-TimeColOpt = Annotated[str | None, typer.Option("--timestamp-col", help="Column of times.")]
-WeightsOpt = Annotated[
-    str | None,
-    typer.Option("--event-weights", help="Event weights, e.g. view=1,addtocart=3,transaction=5."),
-]
-ItemKindsOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--item-kinds",
-        help="Kinds of --items columns, e.g. price=numeric,tags=multi (the rest are inferred).",
-    ),
-]
-UserKindsOpt = Annotated[
-    str | None,
-    typer.Option("--user-kinds", help="Kinds of --users columns, e.g. age=numeric."),
-]
 
-
-#: The data-source flags shared by train, evaluate, split, tune and explore.
-DATA_FLAGS = (
-    "dataset",
-    "data_dir",
-    "interactions",
-    "table",
-    "query",
-    "items",
-    "users",
-    "user_col",
-    "item_col",
-    "rating_col",
-    "value_col",
-    "event_col",
-    "timestamp_col",
-    "event_weights",
-    "item_kinds",
-    "user_kinds",
+#: The data flags a command received, by ``[data]`` key (``None`` where not given).
+DataFlags = dict[str, str | None]
+#: The data flags of commands that read interactions only (no feature tables).
+INTERACTION_FLAGS = tuple(
+    option.name
+    for option in DATA_OPTIONS
+    if option.name not in ("items", "users", "item_kinds", "user_kinds")
 )
 
 
-def _data(config: dict[str, Any], flags: dict[str, Any]) -> Any:
-    """Load the data named by the command's data flags (its ``locals()``) and the config."""
-    chosen = {name: flags[name] for name in DATA_FLAGS if name in flags}
+def data_options(
+    names: tuple[str, ...] | None = None,
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Offer the data flags ``names`` (default: all of ``DATA_OPTIONS``) on a command.
+
+    Each flag is declared once, in :data:`rekko.config.DATA_OPTIONS`; a command offers only
+    the ones it reads. It declares one keyword-only parameter ``data: DataFlags`` that receives
+    them; its place in the signature is where the flags go (and so their order in ``--help``).
+    """
+    chosen = [option for option in DATA_OPTIONS if names is None or option.name in names]
+    unknown = set(names or ()) - {option.name for option in DATA_OPTIONS}
+    if unknown:
+        raise ValueError(f"not data options: {', '.join(sorted(unknown))}")
+    flags = [
+        inspect.Parameter(
+            option.name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=None,
+            annotation=Annotated[str | None, typer.Option(*option.flags, help=option.help)],
+        )
+        for option in chosen
+    ]
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        signature = inspect.signature(command, eval_str=True)
+        if "data" not in signature.parameters:
+            raise TypeError(f"{command.__name__} needs a 'data: DataFlags' parameter")
+        parameters: list[inspect.Parameter] = []
+        for parameter in signature.parameters.values():
+            if parameter.name == "data":
+                parameters.extend(flags)
+            else:
+                parameters.append(parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY))
+
+        @functools.wraps(command)
+        def run(**values: Any) -> None:
+            data = {option.name: values.pop(option.name) for option in chosen}
+            command(**values, data=data)
+
+        run.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        return run
+
+    return decorate
+
+
+def _load(spec: DataSpec) -> Dataset:
+    """The data of ``spec``, loaded under a spinner; its summary is printed."""
     with console.status("Loading data..."):
-        dataset = data_spec(config, chosen).load()
-    console.print(f"[dim]{dataset}[/dim]")
+        dataset = spec.load()
+    _print_data(dataset)
     return dataset
+
+
+def _print_data(dataset: Dataset) -> None:
+    """The one-line summary of the data a command loaded."""
+    console.print(f"[dim]{dataset}[/dim]")
 
 
 @contextmanager
@@ -145,21 +152,6 @@ def _working(description: str) -> Iterator[None]:
 
         with progress.listening(listen):
             yield
-
-
-def _section(config: dict[str, Any], name: str, keys: tuple[str, ...]) -> dict[str, Any]:
-    """The ``[name]`` table of the config; keys it does not know are an error, not ignored."""
-    section = config.get(name, {})
-    if not isinstance(section, dict):
-        raise DataError(f"[{name}] in the config must be a table")
-    unknown = sorted(set(section) - set(keys))
-    if unknown:
-        where = " (data settings go in [data])" if set(unknown) & set(DATA_FLAGS) else ""
-        raise DataError(
-            f"unknown key(s) {', '.join(unknown)} in [{name}] of the config{where}; "
-            f"known: {', '.join(keys)}"
-        )
-    return section
 
 
 def _parse_params(pairs: list[str] | None, base: dict[str, Any]) -> dict[str, Any]:
@@ -235,6 +227,7 @@ def _print_frame(frame: pd.DataFrame, title: str | None = None, digits: int = 4)
 
 # -- commands ------------------------------------------------------------------------------
 @app.command()
+@data_options()
 def train(
     model: Annotated[
         str | None, typer.Option("--model", "-m", help="Model name (see `rekko models`).")
@@ -246,22 +239,8 @@ def train(
         list[str] | None, typer.Option("--param", "-p", help="Hyperparameter key=value (repeat).")
     ] = None,
     config: ConfigOpt = None,
-    dataset: DatasetOpt = None,
-    data_dir: DataDirOpt = None,
-    interactions: InteractionsOpt = None,
-    table: TableOpt = None,
-    query: QueryOpt = None,
-    items: ItemsOpt = None,
-    users: UsersOpt = None,
-    user_col: UserColOpt = None,
-    item_col: ItemColOpt = None,
-    rating_col: RatingColOpt = None,
-    value_col: ValueColOpt = None,
-    event_col: EventColOpt = None,
-    timestamp_col: TimeColOpt = None,
-    event_weights: WeightsOpt = None,
-    item_kinds: ItemKindsOpt = None,
-    user_kinds: UserKindsOpt = None,
+    *,
+    data: DataFlags,
     engine: Annotated[
         str | None,
         typer.Option(
@@ -278,96 +257,22 @@ def train(
     ] = None,
 ) -> None:
     """Train a model on your data and save it to a folder."""
-    from rekko.models import create_model
-
     settings = read_config(config)
-    section = _section(settings, "train", ("model", "output", "params", "engine", "master"))
-    model_name = model or section.get("model")
-    output = output or (Path(section["output"]) if "output" in section else None)
+    section = config_section(settings, "train", ("model", "output", "params", "engine", "master"))
     engine = engine or section.get("engine", "local")
-    master = master or section.get("master")
-    if engine not in ("local", "spark"):
-        raise DataError(f"--engine must be local or spark, got {engine!r}")
-    if engine == "spark" and model_name is None:
-        model_name = "spark-als"
-    if model_name is None or output is None:
-        raise DataError("train needs --model and --output (or [train] model/output in --config)")
-    params = _parse_params(param, section.get("params", {}))
-    if engine == "spark":
-        _train_on_spark(settings, locals(), model_name, output, params, master)
-        return
-    if master is not None:
-        raise DataError("--master only applies with --engine spark")
-    recommender = create_model(model_name, **params)
-    data = _data(settings, locals())
-    started = time.perf_counter()
-    with _working(f"Training {model_name}"):
-        recommender.fit(data)
-    seconds = time.perf_counter() - started
-    recommender.save(output)
-    console.print(f"Trained [bold]{model_name}[/bold] in {seconds:.2f} s; saved to {output}")
-
-
-def _train_on_spark(
-    settings: dict[str, Any],
-    flags: dict[str, Any],
-    model_name: str,
-    output: Path,
-    params: dict[str, Any],
-    master: str | None,
-) -> None:
-    """``train --engine spark``: Spark MLlib ALS from a file, a folder or a database table."""
-    import os
-
-    from rekko.models import create_model
-    from rekko.models.spark_als import SparkALSParams
-
-    if model_name not in ("spark-als", "als"):
-        raise DataError(f"--engine spark trains ALS (--model spark-als or als), not {model_name!r}")
-    unknown = sorted(set(params) - set(SparkALSParams.model_fields))
-    if unknown:
-        raise DataError(
-            f"unknown spark-als parameter(s) {', '.join(unknown)}; "
-            f"known: {', '.join(SparkALSParams.model_fields)}"
-        )
-    spec = data_spec(settings, {name: flags[name] for name in DATA_FLAGS if name in flags})
-    features = (spec.items, spec.users, spec.item_kinds, spec.user_kinds)
-    if any(value is not None for value in features):
-        raise DataError(
-            "--engine spark trains on interactions only: drop --items, --users and their kinds"
-        )
-    started = time.perf_counter()
-    if spec.dataset is not None:
-        # A built-in data set is loaded here and handed to the shared local Spark session.
-        if master is not None:
-            os.environ["REKKO_SPARK_MASTER"] = master
-        data = _data(settings, flags)
-        recommender = create_model("spark-als", **params)
-        with console.status("Training spark-als in Spark..."):
-            recommender.fit(data)
-        recommender.save(output)
-    else:
-        from rekko.data.dataset import EventWeights
-        from rekko.spark import train_spark_als
-
-        if spec.interactions is None:
-            raise DataError("no data: give --interactions PATH or URL (or --dataset)")
-        with console.status(f"Training spark-als in Spark ({master or 'local[*]'})..."):
-            train_spark_als(
-                spec.interactions,
-                output=output,
-                columns=spec.columns(),
-                master=master or "local[*]",
-                table=spec.table,
-                query=spec.query,
-                event_weights=EventWeights.parse(spec.event_weights)
-                if spec.event_weights
-                else None,
-                aggregate=spec.aggregate,
-                **params,
-            )
-    seconds = time.perf_counter() - started
-    console.print(f"Trained [bold]spark-als[/bold] in {seconds:.2f} s; saved to {output}")
+    spec = workflows.TrainSpec(  # checks the engine, master and model against each other
+        data=data_spec(settings, data),
+        model=model or section.get("model"),
+        output=output or (Path(section["output"]) if "output" in section else None),
+        params=_parse_params(param, section.get("params", {})),
+        engine=cast(workflows.Engine, engine),
+        master=master or section.get("master"),
+    )
+    with _working(spec.describe()):
+        result = workflows.train(spec, loaded=_print_data)
+    console.print(
+        f"Trained [bold]{result.model}[/bold] in {result.seconds:.2f} s; saved to {result.output}"
+    )
 
 
 @app.command()
@@ -553,6 +458,7 @@ def similar(
 
 
 @app.command()
+@data_options()
 def evaluate(
     models: Annotated[
         str | None, typer.Option("--models", help="Comma-separated model names to compare.")
@@ -593,31 +499,14 @@ def evaluate(
         typer.Option("--images", help="With --report, also write each chart as svg or png."),
     ] = None,
     config: ConfigOpt = None,
-    dataset: DatasetOpt = None,
-    data_dir: DataDirOpt = None,
-    interactions: InteractionsOpt = None,
-    table: TableOpt = None,
-    query: QueryOpt = None,
-    items: ItemsOpt = None,
-    users: UsersOpt = None,
-    user_col: UserColOpt = None,
-    item_col: ItemColOpt = None,
-    rating_col: RatingColOpt = None,
-    value_col: ValueColOpt = None,
-    event_col: EventColOpt = None,
-    timestamp_col: TimeColOpt = None,
-    event_weights: WeightsOpt = None,
-    item_kinds: ItemKindsOpt = None,
-    user_kinds: UserKindsOpt = None,
+    *,
+    data: DataFlags,
 ) -> None:
     """Compare models on one split (ranking metrics, coverage, novelty, RMSE, time).
 
     Or score an existing recommendations file against test interactions.
     """
-    from rekko.data.splits import make_split
-    from rekko.evaluation import Protocol, evaluate_recommendations
-    from rekko.evaluation import evaluate as run_evaluation
-    from rekko.models import create_model
+    from rekko.evaluation import Protocol
 
     protocol = Protocol(ks=tuple(k or [10]), relevance_threshold=threshold)
     if images is not None and (images not in ("svg", "png") or report is None):
@@ -627,39 +516,31 @@ def evaluate(
             raise DataError("--report compares trained models; it does not take --recommendations")
         if recommendations is None or test is None:
             raise DataError("--recommendations and --test go together")
-        recs = _read_csv(recommendations)
-        truth = _read_csv(test)
-        scores = evaluate_recommendations(
-            recs, truth, protocol=Protocol(ks=protocol.ks, beyond_accuracy=False)
-        )
-        result = pd.DataFrame([{"recommendations": recommendations.name, **scores}])
+        result = workflows.score_recommendations(recommendations, test, ks=protocol.ks)
     else:
         settings = read_config(config)
-        section = _section(settings, "evaluate", ("models", "params"))
+        section = config_section(settings, "evaluate", ("models", "params"))
         names = [
             name.strip()
             for name in (models or section.get("models") or "popularity").split(",")
             if name.strip()
         ]
         chosen = _model_params(param, section.get("params", {}), names)
-        candidates = {name: create_model(name, **chosen.get(name, {})) for name in names}
-        data = _data(settings, locals())
-        splitter = make_split(split, test_fraction=test_fraction, seed=seed)
-        with _working(f"Evaluating {len(candidates)} model(s) on a {split} split"):
-            if report is None:
-                result = run_evaluation(candidates, data, splitter, protocol=protocol)
-            else:
-                from rekko.reports import evaluate_with_details, evaluation_report
-
-                details = evaluate_with_details(candidates, data, splitter, protocol=protocol)
-                result = details.metrics
-                evaluation_report(
-                    details,
-                    report,
-                    subtitle=f"{data.name}, {split} split, seed {seed}",
-                    image_format=cast(Any, images),
-                )
-                console.print(f"Wrote the report to {report}")
+        spec = workflows.EvaluateSpec(
+            data=data_spec(settings, data),
+            models={name: chosen.get(name, {}) for name in names},
+            split=split,
+            test_fraction=test_fraction,
+            seed=seed,
+            protocol=protocol,
+            report=report,
+            images=cast("ImageFormat | None", images),
+        )
+        with _working(f"Evaluating {len(spec.models)} model(s) on a {split} split"):
+            evaluated = workflows.evaluate_models(spec, loaded=_print_data)
+        if evaluated.report is not None:
+            console.print(f"Wrote the report to {evaluated.report}")
+        result = evaluated.metrics
     _print_frame(
         result.T.reset_index().set_axis(["metric", *result.index.astype(str)], axis=1)
         if len(result.columns) > 8
@@ -670,51 +551,30 @@ def evaluate(
         _write_table(result, output)
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path, dtype=str, encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise DataError("file not found", source=str(path)) from None
-    except (pd.errors.EmptyDataError, pd.errors.ParserError) as error:
-        raise DataError(f"cannot read CSV ({error})", source=str(path)) from None
-
-
 @app.command()
+@data_options()
 def explore(
     output: Annotated[Path, typer.Option("--output", "-o", help="HTML report to write.")],
     images: Annotated[
         str | None, typer.Option("--images", help="Also write each chart as svg or png.")
     ] = None,
     config: ConfigOpt = None,
-    dataset: DatasetOpt = None,
-    data_dir: DataDirOpt = None,
-    interactions: InteractionsOpt = None,
-    table: TableOpt = None,
-    query: QueryOpt = None,
-    items: ItemsOpt = None,
-    users: UsersOpt = None,
-    user_col: UserColOpt = None,
-    item_col: ItemColOpt = None,
-    rating_col: RatingColOpt = None,
-    value_col: ValueColOpt = None,
-    event_col: EventColOpt = None,
-    timestamp_col: TimeColOpt = None,
-    event_weights: WeightsOpt = None,
-    item_kinds: ItemKindsOpt = None,
-    user_kinds: UserKindsOpt = None,
+    *,
+    data: DataFlags,
 ) -> None:
     """An HTML report of a data set: events, long tail, activity, time, sparsity, features."""
     from rekko.reports import explore_report
 
     if images not in (None, "svg", "png"):
         raise DataError("--images must be svg or png")
-    data = _data(read_config(config), locals())
+    dataset = _load(data_spec(read_config(config), data))
     with console.status("Drawing the report..."):
-        path = explore_report(data, output, image_format=images)  # type: ignore[arg-type]
+        path = explore_report(dataset, output, image_format=images)  # type: ignore[arg-type]
     console.print(f"Wrote the report to {path}")
 
 
 @app.command("split")
+@data_options(INTERACTION_FLAGS)
 def split_command(
     train_output: Annotated[
         Path, typer.Option("--train-output", help="CSV for the training part.")
@@ -726,31 +586,20 @@ def split_command(
     test_fraction: Annotated[float, typer.Option("--test-fraction", min=0.01, max=0.99)] = 0.2,
     seed: Annotated[int, typer.Option("--seed")] = 42,
     config: ConfigOpt = None,
-    dataset: DatasetOpt = None,
-    data_dir: DataDirOpt = None,
-    interactions: InteractionsOpt = None,
-    table: TableOpt = None,
-    query: QueryOpt = None,
-    user_col: UserColOpt = None,
-    item_col: ItemColOpt = None,
-    rating_col: RatingColOpt = None,
-    value_col: ValueColOpt = None,
-    event_col: EventColOpt = None,
-    timestamp_col: TimeColOpt = None,
-    event_weights: WeightsOpt = None,
-    item_kinds: ItemKindsOpt = None,
-    user_kinds: UserKindsOpt = None,
+    *,
+    data: DataFlags,
 ) -> None:
     """Split interactions into train and test CSV files (aggregated pairs)."""
     from rekko.data.splits import make_split
 
-    data = _data(read_config(config), locals())
-    train_part, test_part = make_split(split, test_fraction=test_fraction, seed=seed).split(data)
+    dataset = _load(data_spec(read_config(config), data))
+    train_part, test_part = make_split(split, test_fraction=test_fraction, seed=seed).split(dataset)
     _write_table(train_part.to_frame(), train_output)
     _write_table(test_part.to_frame(), test_output)
 
 
 @app.command()
+@data_options()
 def tune(
     model: Annotated[
         str, typer.Option("--model", "-m", help="Model name to tune, or 'auto' to pick a family.")
@@ -764,42 +613,32 @@ def tune(
         Path | None, typer.Option("--output", "-o", help="Train the best model on all data here.")
     ] = None,
     config: ConfigOpt = None,
-    dataset: DatasetOpt = None,
-    data_dir: DataDirOpt = None,
-    interactions: InteractionsOpt = None,
-    table: TableOpt = None,
-    query: QueryOpt = None,
-    items: ItemsOpt = None,
-    users: UsersOpt = None,
-    user_col: UserColOpt = None,
-    item_col: ItemColOpt = None,
-    rating_col: RatingColOpt = None,
-    value_col: ValueColOpt = None,
-    event_col: EventColOpt = None,
-    timestamp_col: TimeColOpt = None,
-    event_weights: WeightsOpt = None,
-    item_kinds: ItemKindsOpt = None,
-    user_kinds: UserKindsOpt = None,
+    *,
+    data: DataFlags,
 ) -> None:
     """Tune hyperparameters (Optuna) on a validation split of the given data only."""
-    from rekko.models import create_model
-    from rekko.tuning import select
-    from rekko.tuning import tune as run_tuning
-
-    data = _data(read_config(config), locals())
+    spec = workflows.TuneSpec(
+        data=data_spec(read_config(config), data),
+        model=model,
+        trials=trials,
+        metric=metric,
+        seed=seed,
+        output=output,
+    )
     with _working(f"Tuning {model} ({trials} trials per model)"):
-        if model == "auto":
-            best, summary = select(data, trials=trials, metric=metric, seed=seed)
-            _print_frame(summary.astype({"params": str}), title="Best of each family")
-        else:
-            best = run_tuning(model, data, trials=trials, metric=metric, seed=seed)
-            _print_frame(best.trials, title=f"Trials of {model}")
+        tuned = workflows.tune(spec, loaded=_print_data)
+    best = tuned.best
+    if tuned.summary is not None:
+        _print_frame(tuned.summary.astype({"params": str}), title="Best of each family")
+    else:
+        _print_frame(best.trials, title=f"Trials of {model}")
     console.print(
         f"Best: [bold]{best.model}[/bold] {metric}={best.best_score:.4f} {best.best_params}"
     )
-    if output is not None:
-        create_model(best.model, **best.best_params).fit(data).save(output)
-        console.print(f"Trained {best.model} with these parameters on all data; saved to {output}")
+    if tuned.output is not None:
+        console.print(
+            f"Trained {best.model} with these parameters on all data; saved to {tuned.output}"
+        )
 
 
 @app.command()
@@ -943,19 +782,14 @@ def datasets_download(
 
 
 @datasets_app.command("info")
-def datasets_info(
-    dataset: Annotated[str, typer.Option("--dataset", help="Built-in data set name.")] = "demo",
-    data_dir: DataDirOpt = None,
-    interactions: InteractionsOpt = None,
-) -> None:
-    """Load a data set and print its summary (counts, density, cold-start shares)."""
-    spec = {
-        "dataset": None if interactions else dataset,
-        "data_dir": data_dir,
-        "interactions": interactions,
-    }
-    data = _data({}, spec)
-    summary = data.summary()
+@data_options(("dataset", "data_dir", "interactions"))
+def datasets_info(*, data: DataFlags) -> None:
+    """Load a data set and print its summary (counts, density, cold-start shares).
+
+    The demo shop unless --dataset or --interactions names another.
+    """
+    spec = {**data, "dataset": None if data["interactions"] else (data["dataset"] or "demo")}
+    summary = _load(data_spec({}, spec)).summary()
     _print_frame(pd.DataFrame({"what": list(summary), "value": [str(v) for v in summary.values()]}))
 
 

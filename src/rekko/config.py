@@ -19,6 +19,7 @@ Flags given on the command line win over the file.
 from __future__ import annotations
 
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -31,6 +32,46 @@ if TYPE_CHECKING:
     from rekko.data.readers import ColumnMap
 
 BUILTIN_DEMO = "demo"
+
+
+@dataclass(frozen=True)
+class DataOption:
+    """A data setting offered as a command-line flag: its ``[data]`` key, help and short flag."""
+
+    name: str
+    help: str
+    short: str | None = None
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        """The flag names: ``--user-col`` for ``user_col``, then the short flag if any."""
+        flag = "--" + self.name.replace("_", "-")
+        return (flag,) if self.short is None else (flag, self.short)
+
+
+#: The data flags, each declared here and only here; every command that reads data offers the
+#: ones it uses (see ``rekko.cli``). Each name is a :class:`DataSpec` field and a ``[data]`` key.
+DATA_OPTIONS: tuple[DataOption, ...] = (
+    DataOption("dataset", "Built-in data set: demo, movielens-100k, fiverr, seefud..."),
+    DataOption("data_dir", "Folder with a built-in data set's files."),
+    DataOption("interactions", "Interactions: CSV/Parquet path or SQLAlchemy URL.", short="-i"),
+    DataOption("table", "SQL table of interactions."),
+    DataOption("query", "SQL query of interactions."),
+    DataOption("items", "Item features file."),
+    DataOption("users", "User features file."),
+    DataOption("user_col", "Column of user ids."),
+    DataOption("item_col", "Column of item ids."),
+    DataOption("rating_col", "Column of explicit ratings."),
+    DataOption("value_col", "Column of implicit strengths."),
+    DataOption("event_col", "Column of event types."),
+    DataOption("timestamp_col", "Column of times."),
+    DataOption("event_weights", "Event weights, e.g. view=1,addtocart=3,transaction=5."),
+    DataOption(
+        "item_kinds",
+        "Kinds of --items columns, e.g. price=numeric,tags=multi (the rest are inferred).",
+    ),
+    DataOption("user_kinds", "Kinds of --users columns, e.g. age=numeric."),
+)
 
 
 class DataSpec(BaseModel):
@@ -179,6 +220,22 @@ def read_config(path: Path | None) -> dict[str, Any]:
         raise DataError("config file not found", source=str(path)) from None
     except tomllib.TOMLDecodeError as error:
         raise DataError(f"not valid TOML ({error})", source=str(path)) from None
+
+
+def config_section(config: dict[str, Any], name: str, keys: tuple[str, ...]) -> dict[str, Any]:
+    """The ``[name]`` table of the config; keys it does not know are an error, not ignored."""
+    section = config.get(name, {})
+    if not isinstance(section, dict):
+        raise DataError(f"[{name}] in the config must be a table")
+    unknown = sorted(set(section) - set(keys))
+    if unknown:
+        data_keys = {option.name for option in DATA_OPTIONS}
+        where = " (data settings go in [data])" if set(unknown) & data_keys else ""
+        raise DataError(
+            f"unknown key(s) {', '.join(unknown)} in [{name}] of the config{where}; "
+            f"known: {', '.join(keys)}"
+        )
+    return section
 
 
 def data_spec(config: dict[str, Any], flags: dict[str, Any]) -> DataSpec:

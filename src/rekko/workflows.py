@@ -1,0 +1,329 @@
+"""Train, evaluate and tune from a typed spec: the work behind ``rekko train``, ``evaluate``
+and ``tune``, callable from Python without the command line.
+
+Each spec names the data (a :class:`~rekko.config.DataSpec`), the model(s) and their
+parameters and where to write; each function loads the data, does the work and returns what it
+did. Errors are :class:`~rekko.errors.RekkoError` subclasses whose messages name the flag (or
+config key) to change, as the command line prints them. Nothing here prints: results are
+returned, long steps are reported to :mod:`rekko.progress` (by the models), the rest is logged;
+a caller that shows what was loaded passes ``loaded``, called with the data set before the work
+on it starts.
+
+Training runs in this process (``engine="local"``) or with Spark MLlib (``engine="spark"``,
+ALS only): from a built-in data set loaded here into the shared local Spark session, else from
+the interactions source read by Spark itself on ``master``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import pandas as pd
+
+from rekko.config import DataSpec
+from rekko.data.dataset import Dataset, EventWeights
+from rekko.errors import DataError
+
+if TYPE_CHECKING:
+    from rekko.evaluation import Protocol
+    from rekko.reports.charts import ImageFormat
+    from rekko.tuning import TuneResult
+
+logger = logging.getLogger(__name__)
+
+#: Called with the data set once it is loaded, before the work on it starts.
+Loaded = Callable[[Dataset], None]
+
+#: Where training runs: in this process, or with Spark MLlib.
+Engine = Literal["local", "spark"]
+ENGINES: tuple[Engine, ...] = ("local", "spark")
+#: The models ``engine="spark"`` trains (both as spark-als), and its default master.
+SPARK_MODELS = ("spark-als", "als")
+SPARK_MODEL = "spark-als"
+DEFAULT_MASTER = "local[*]"
+
+
+# -- train ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrainSpec:
+    """What to train on which data, where to save it, and where the training runs.
+
+    ``model`` and ``output`` are required (``model`` defaults to spark-als with the Spark
+    engine); ``master`` is the Spark master (``local[*]`` by default) and only goes with the
+    Spark engine. A spec is checked when it is made: a bad combination raises a
+    :class:`DataError` naming the flag, before any data is read.
+    """
+
+    data: DataSpec
+    model: str | None = None
+    output: Path | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    engine: Engine = "local"
+    master: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise DataError(f"--engine must be local or spark, got {self.engine!r}")
+        model, _ = self.model_and_output()
+        if self.engine == "local":
+            if self.master is not None:
+                raise DataError("--master only applies with --engine spark")
+            return
+        from rekko.models.spark_als import SparkALSParams
+
+        if model not in SPARK_MODELS:
+            raise DataError(f"--engine spark trains ALS (--model spark-als or als), not {model!r}")
+        unknown = sorted(set(self.params) - set(SparkALSParams.model_fields))
+        if unknown:
+            raise DataError(
+                f"unknown {SPARK_MODEL} parameter(s) {', '.join(unknown)}; "
+                f"known: {', '.join(SparkALSParams.model_fields)}"
+            )
+        features = (self.data.items, self.data.users, self.data.item_kinds, self.data.user_kinds)
+        if any(value is not None for value in features):
+            raise DataError(
+                "--engine spark trains on interactions only: drop --items, --users and their kinds"
+            )
+
+    def model_and_output(self) -> tuple[str, Path]:
+        """The model to train (spark-als by default with Spark) and the folder to write."""
+        model = self.model
+        if model is None and self.engine == "spark":
+            model = SPARK_MODEL
+        if model is None or self.output is None:
+            raise DataError(
+                "train needs --model and --output (or [train] model/output in --config)"
+            )
+        return model, self.output
+
+    def describe(self) -> str:
+        """The training in a few words, for a progress display."""
+        if self.engine != "spark":
+            return f"Training {self.model}"
+        if self.data.dataset is not None:
+            return f"Training {SPARK_MODEL} in Spark"
+        return f"Training {SPARK_MODEL} in Spark ({self.master or DEFAULT_MASTER})"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """A trained model folder: which model, where, and how long training took.
+
+    ``seconds`` times the fit (with Spark: reading the data too). ``data`` is the data set
+    loaded in this process, ``None`` when Spark read the source itself.
+    """
+
+    model: str
+    output: Path
+    seconds: float
+    data: Dataset | None = None
+
+
+def train(spec: TrainSpec, *, loaded: Loaded | None = None) -> TrainResult:
+    """Train ``spec.model`` on ``spec.data`` and save it to ``spec.output``.
+
+    The model and its parameters are checked before any data is read.
+    """
+    model, output = spec.model_and_output()
+    if spec.engine == "spark":
+        return _train_in_spark(spec, output, loaded)
+    from rekko.models import create_model
+
+    recommender = create_model(model, **spec.params)
+    data = _load(spec.data, loaded)
+    started = time.perf_counter()
+    recommender.fit(data)
+    seconds = time.perf_counter() - started
+    recommender.save(output)
+    logger.info("trained %s in %.2f s; saved to %s", model, seconds, output)
+    return TrainResult(model, output, seconds, data)
+
+
+def _train_in_spark(spec: TrainSpec, output: Path, loaded: Loaded | None) -> TrainResult:
+    """Spark MLlib ALS from a built-in data set, a file, a folder or a database table."""
+    from rekko.models import create_model
+
+    data = spec.data
+    started = time.perf_counter()
+    dataset = None
+    if data.dataset is not None:
+        # A built-in data set is loaded here and handed to the shared local Spark session.
+        from rekko.spark.session import MASTER_ENV
+
+        if spec.master is not None:
+            os.environ[MASTER_ENV] = spec.master
+        dataset = _load(data, loaded)
+        recommender = create_model(SPARK_MODEL, **spec.params)
+        recommender.fit(dataset)
+        recommender.save(output)
+    else:
+        from rekko.spark import train_spark_als
+
+        if data.interactions is None:
+            raise DataError("no data: give --interactions PATH or URL (or --dataset)")
+        train_spark_als(
+            data.interactions,
+            output=output,
+            columns=data.columns(),
+            master=spec.master or DEFAULT_MASTER,
+            table=data.table,
+            query=data.query,
+            event_weights=EventWeights.parse(data.event_weights) if data.event_weights else None,
+            aggregate=data.aggregate,
+            **spec.params,
+        )
+    seconds = time.perf_counter() - started
+    logger.info("trained %s in Spark in %.2f s; saved to %s", SPARK_MODEL, seconds, output)
+    return TrainResult(SPARK_MODEL, output, seconds, dataset)
+
+
+def _load(data: DataSpec, loaded: Loaded | None) -> Dataset:
+    """The data set of ``data``, handed to ``loaded`` (if given) before it is returned."""
+    dataset = data.load()
+    logger.info("loaded %s", dataset)
+    if loaded is not None:
+        loaded(dataset)
+    return dataset
+
+
+# -- evaluate ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EvaluateSpec:
+    """Models to compare on one split of the data, what to measure, and an optional report.
+
+    ``models`` maps each model name to its parameters (``{}`` for the defaults), in the order
+    of the result's rows. ``images`` ("svg" or "png") also writes the report's charts as files
+    and needs ``report``; a spec is checked when it is made.
+    """
+
+    data: DataSpec
+    models: Mapping[str, Mapping[str, Any]]
+    split: str = "random"
+    test_fraction: float = 0.2
+    seed: int = 42
+    protocol: Protocol | None = None
+    report: Path | None = None
+    images: ImageFormat | None = None
+
+    def __post_init__(self) -> None:
+        if self.images is not None and (self.images not in ("svg", "png") or self.report is None):
+            raise DataError("--images must be svg or png, and goes with --report")
+
+
+@dataclass(frozen=True)
+class EvaluateResult:
+    """One row of metrics per model, the data set they were scored on, the report written."""
+
+    metrics: pd.DataFrame
+    data: Dataset
+    report: Path | None = None
+
+
+def evaluate_models(spec: EvaluateSpec, *, loaded: Loaded | None = None) -> EvaluateResult:
+    """Fit each model of ``spec.models`` on the same training part and score it on the test part.
+
+    The models and their parameters are checked before any data is read.
+    """
+    from rekko.data.splits import make_split
+    from rekko.evaluation import evaluate
+    from rekko.models import create_model
+
+    candidates = {name: create_model(name, **params) for name, params in spec.models.items()}
+    data = _load(spec.data, loaded)
+    splitter = make_split(spec.split, test_fraction=spec.test_fraction, seed=spec.seed)
+    if spec.report is None:
+        metrics = evaluate(candidates, data, splitter, protocol=spec.protocol)
+        return EvaluateResult(metrics, data)
+    from rekko.reports import evaluate_with_details, evaluation_report
+
+    details = evaluate_with_details(candidates, data, splitter, protocol=spec.protocol)
+    report = evaluation_report(
+        details,
+        spec.report,
+        subtitle=f"{data.name}, {spec.split} split, seed {spec.seed}",
+        image_format=spec.images,
+    )
+    return EvaluateResult(details.metrics, data, report)
+
+
+def score_recommendations(
+    recommendations: Path, test: Path, ks: Sequence[int] = (10,)
+) -> pd.DataFrame:
+    """Score a recommendations CSV (as ``rekko recommend`` writes) against test interactions.
+
+    One row: the file's name and the ranking metrics at each cut-off of ``ks``.
+    """
+    from rekko.evaluation import Protocol, evaluate_recommendations
+
+    scores = evaluate_recommendations(
+        _read_csv(recommendations),
+        _read_csv(test),
+        protocol=Protocol(ks=tuple(ks), beyond_accuracy=False),
+    )
+    return pd.DataFrame([{"recommendations": recommendations.name, **scores}])
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    """A CSV file as strings; a missing or unreadable file is a :class:`DataError` naming it."""
+    try:
+        return pd.read_csv(path, dtype=str, encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise DataError("file not found", source=str(path)) from None
+    except (pd.errors.EmptyDataError, pd.errors.ParserError) as error:
+        raise DataError(f"cannot read CSV ({error})", source=str(path)) from None
+
+
+# -- tune ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TuneSpec:
+    """A model to tune (or ``"auto"``: the best of the tuned families) on the given data.
+
+    ``output``: also train the best model with its best parameters on all the data there.
+    """
+
+    data: DataSpec
+    model: str
+    trials: int = 20
+    metric: str = "ndcg@10"
+    seed: int = 42
+    output: Path | None = None
+
+
+@dataclass(frozen=True)
+class TuneOutcome:
+    """The best model and parameters found, on which data, and the model folder written.
+
+    ``summary`` (with ``model="auto"``) has the best trial of each family; the trials of the
+    model tuned are in ``best.trials``.
+    """
+
+    best: TuneResult
+    data: Dataset
+    summary: pd.DataFrame | None = None
+    output: Path | None = None
+
+
+def tune(spec: TuneSpec, *, loaded: Loaded | None = None) -> TuneOutcome:
+    """Tune hyperparameters (Optuna) on a validation split of ``spec.data`` only."""
+    from rekko.tuning import select
+    from rekko.tuning import tune as run_tuning
+
+    data = _load(spec.data, loaded)
+    summary = None
+    if spec.model == "auto":
+        best, summary = select(data, trials=spec.trials, metric=spec.metric, seed=spec.seed)
+    else:
+        best = run_tuning(spec.model, data, trials=spec.trials, metric=spec.metric, seed=spec.seed)
+    logger.info("best %s: %s=%.4f %s", best.model, spec.metric, best.best_score, best.best_params)
+    if spec.output is not None:
+        from rekko.models import create_model
+
+        create_model(best.model, **best.best_params).fit(data).save(spec.output)
+        logger.info("trained %s on all data; saved to %s", best.model, spec.output)
+    return TuneOutcome(best, data, summary, spec.output)
