@@ -48,7 +48,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -149,10 +149,11 @@ def prepare_service(
 
 
 @contextmanager
-def running_service(environ: dict[str, str], port: int) -> Iterator[subprocess.Popen[bytes]]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "rekko.service"], env={**os.environ, **environ}, cwd=ROOT
-    )
+def child_server(
+    command: list[str], port: int, what: str, *, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``command`` until its ``/ready`` answers 200 on ``port``; stop it afterwards."""
+    process = subprocess.Popen(command, env=env, cwd=ROOT)
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -162,7 +163,7 @@ def running_service(environ: dict[str, str], port: int) -> Iterator[subprocess.P
             except httpx.TransportError:
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("the service did not start")
+                raise SystemExit(f"{what} did not start")
             time.sleep(0.2)
         yield process
     finally:
@@ -171,6 +172,14 @@ def running_service(environ: dict[str, str], port: int) -> Iterator[subprocess.P
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def running_service(
+    environ: dict[str, str], port: int
+) -> AbstractContextManager[subprocess.Popen[bytes]]:
+    """``rekko serve`` with ``environ`` in a child process."""
+    command = [sys.executable, "-m", "rekko.service"]
+    return child_server(command, port, "the service", env={**os.environ, **environ})
 
 
 def server_cpu_seconds(pid: int) -> float:
@@ -379,31 +388,11 @@ def swap_under_load(
     return {**result, "swaps": swaps, "versions": [first, second]}
 
 
-@contextmanager
-def bare_app(port: int, workers: int) -> Iterator[subprocess.Popen[bytes]]:
+def bare_app(port: int, workers: int) -> AbstractContextManager[subprocess.Popen[bytes]]:
     """The reference app (``benchmarks/bare_app.py``) in a child process."""
     script = Path(__file__).resolve().parent / "bare_app.py"
-    process = subprocess.Popen(
-        [sys.executable, str(script), "--port", str(port), "--workers", str(workers)]
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("the bare app did not start")
-            time.sleep(0.2)
-        yield process
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    command = [sys.executable, str(script), "--port", str(port), "--workers", str(workers)]
+    return child_server(command, port, "the bare app")
 
 
 def ratio_runs(

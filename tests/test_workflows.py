@@ -24,19 +24,6 @@ from rekko.workflows import (
 
 
 @pytest.fixture
-def shop_csv(tmp_path: Path) -> Path:
-    path = tmp_path / "events.csv"
-    pd.DataFrame(
-        {
-            "visitor": ["v1", "v1", "v2", "v2", "v3", "v3", "v3", "v4"],
-            "product": ["p1", "p2", "p1", "p3", "p1", "p2", "p4", "p2"],
-            "action": ["view", "addtocart", "view", "transaction", "view", "view", "view", "view"],
-        }
-    ).to_csv(path, index=False)
-    return path
-
-
-@pytest.fixture
 def shop(shop_csv: Path) -> DataSpec:
     return DataSpec(
         interactions=str(shop_csv),

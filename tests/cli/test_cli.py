@@ -36,19 +36,6 @@ def ok(*args: str) -> str:
     return result.output
 
 
-@pytest.fixture
-def shop_csv(tmp_path: Path) -> Path:
-    path = tmp_path / "events.csv"
-    pd.DataFrame(
-        {
-            "visitor": ["v1", "v1", "v2", "v2", "v3", "v3", "v3", "v4"],
-            "product": ["p1", "p2", "p1", "p3", "p1", "p2", "p4", "p2"],
-            "action": ["view", "addtocart", "view", "transaction", "view", "view", "view", "view"],
-        }
-    ).to_csv(path, index=False)
-    return path
-
-
 def test_train_recommend_similar_flow_with_column_mapping(shop_csv: Path, tmp_path: Path) -> None:
     model_dir = tmp_path / "model"
     ok(

@@ -65,7 +65,7 @@ def external_strings(values: npt.NDArray[Any]) -> list[str]:
 
 def write_ids(folder: Path, model: Recommender) -> dict[str, str]:
     """``users.txt`` and ``items.txt``: one external id per line, in index order."""
-    user_map, item_map, _ = model._fitted()
+    user_map, item_map, _ = model.fitted()
     (folder / "users.txt").write_text("\n".join(external_strings(user_map.external_ids)) + "\n")
     (folder / "items.txt").write_text("\n".join(external_strings(item_map.external_ids)) + "\n")
     return {
@@ -78,7 +78,7 @@ def write_manifest(folder: Path, model: Recommender, kind: str, body: dict[str, 
     """``manifest.json``: what was exported, from which model and data, and how to call it."""
     from rekko import __version__
 
-    user_map, item_map, _ = model._fitted()
+    user_map, item_map, _ = model.fitted()
     metadata = model.metadata_
     manifest = {
         "format": FORMAT,

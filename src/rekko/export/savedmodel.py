@@ -56,7 +56,7 @@ def export_savedmodel(model: Recommender, directory: str | Path) -> Path:
     pair-scoring models (``ranking``, ``neural-mlp``) the ranking SavedModel. Returns the
     folder. An existing export in ``directory`` is replaced.
     """
-    model._fitted()
+    model.fitted()
     if isinstance(model, EmbeddingModel):
         return _export_retrieval(model, directory)
     if isinstance(model, PairModel):
@@ -67,7 +67,7 @@ def export_savedmodel(model: Recommender, directory: str | Path) -> Path:
 def _export_retrieval(model: Recommender, directory: str | Path) -> Path:
     tf, _ = tf_modules(model.name)
     assert isinstance(model, EmbeddingModel)
-    user_map, item_map, seen = model._fitted()
+    user_map, item_map, seen = model.fitted()
     user_vectors, item_vectors, fallback = model.export_embeddings()
     seen = sp.csr_matrix(seen)
     seen.sort_indices()
@@ -255,7 +255,7 @@ def export_ranking_savedmodel(model: Recommender, directory: str | Path) -> Path
     if not isinstance(model, PairModel):
         raise not_exportable(model, "a ranking SavedModel")
     tf, _ = tf_modules(model.name)
-    user_map, item_map, _ = model._fitted()
+    user_map, item_map, _ = model.fitted()
     network, _, described = model.pair_model()
     tables = _pair_tables(model)
     offset = float(getattr(model, "offset_", 0.0))

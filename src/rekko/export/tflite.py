@@ -49,7 +49,7 @@ def export_tflite(model: Recommender, directory: str | Path) -> Path:
     Raises :class:`~rekko.errors.ModelError` for models with neither embeddings nor a
     pair-scoring network, or when a converted file does not reproduce the Keras outputs.
     """
-    model._fitted()
+    model.fitted()
     if not isinstance(model, (EmbeddingModel, PairModel)):
         raise not_exportable(model, "TFLite")
     folder = prepare_folder(directory)
@@ -78,7 +78,7 @@ def export_tflite(model: Recommender, directory: str | Path) -> Path:
             "score": "rating" if getattr(model, "explicit_", False) else "logit",
             "max_abs_difference_vs_keras": difference,
         }
-    user_map, item_map, _ = model._fitted()
+    user_map, item_map, _ = model.fitted()
     vocabulary_sizes: dict[str, int] = {"users": len(user_map), "items": len(item_map)}
     for entry in entries.values():
         for name, spec in entry["inputs"].items():
