@@ -198,7 +198,16 @@ class IdMap:
 
     def index_of(self, external_id: object, *, what: str = "") -> int:
         """Index of one external id; raises :class:`UnknownIdError` if it is unknown."""
-        return int(self.to_index([external_id], what=what)[0])
+        found = self.find(external_id)
+        if found == UNKNOWN:
+            raise UnknownIdError(what or "external", [external_id])
+        return found
+
+    def find(self, external_id: object) -> int:
+        """Index of one external id, or :data:`UNKNOWN` (a dictionary look-up: this runs on
+        every request)."""
+        coerced = self._coerce(external_id)
+        return UNKNOWN if coerced is None else self._index.get(coerced, UNKNOWN)
 
     def to_external(self, indices: npt.ArrayLike) -> npt.NDArray[Any]:
         """External ids at ``indices`` (which must be valid)."""

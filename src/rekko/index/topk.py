@@ -20,6 +20,9 @@ def top_k(
     k = min(k, n_cols)
     if k <= 0 or n_rows == 0:
         return np.empty((n_rows, 0), dtype=np.int64), np.empty((n_rows, 0), dtype=np.float32)
+    if n_rows == 1:
+        indices, best = _top_k_row(scores[0], k)
+        return indices[None, :], best[None, :]
     if k < n_cols:
         part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     else:
@@ -43,3 +46,23 @@ def top_k(
     invalid = ~np.isfinite(best) & (best < 0)
     indices[invalid] = -1
     return indices, best.astype(np.float32)
+
+
+def _top_k_row(
+    row: npt.NDArray[np.floating], k: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """:func:`top_k` of one row (one request), in a handful of numpy calls: every column
+    tied with the k-th best score is a candidate, so ties need no second pass."""
+    negated = -row
+    if k < len(row):
+        kth = np.partition(negated, k - 1)[k - 1]
+        candidates = np.flatnonzero(negated <= kth)
+        if len(candidates) < k:  # NaN scores compare false: rank them last, as lexsort does
+            candidates = np.arange(len(row))
+    else:
+        candidates = np.arange(len(row))
+    order = np.lexsort((candidates, negated[candidates]))[:k]
+    indices = candidates[order].astype(np.int64)
+    best = row[indices].astype(np.float32)
+    indices[best == -np.inf] = -1
+    return indices, best

@@ -58,7 +58,13 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        length = dict(scope.get("headers", [])).get(b"content-length")
+        length = None
+        chunked = False
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                length = value
+            elif name == b"transfer-encoding":
+                chunked = True
         if length is not None:
             try:
                 too_large = int(length) > self.max_bytes
@@ -67,6 +73,9 @@ class BodyLimitMiddleware:
             if too_large:
                 await self._reject(send)
                 return
+            await self.app(scope, receive, send)
+            return
+        if not chunked:  # no body at all (a GET): nothing to count
             await self.app(scope, receive, send)
             return
         received = 0

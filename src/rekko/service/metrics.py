@@ -91,6 +91,29 @@ class ServiceMetrics:
             registry=self.registry,
         )
 
+        # Labelled children by label values: a dictionary look-up per request instead of the
+        # client library's label resolution (the number of values is bounded, see below).
+        self._request_children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+        self._list_children: dict[tuple[str, str, str], Any] = {}
+
+    def observe_request(self, route: str, method: str, status: str, seconds: float) -> None:
+        """Count one request and its latency under its route template."""
+        key = (route, method, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (self.requests.labels(*key), self.latency.labels(route))
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def served_list(self, kind: str, version: str, fallback: str) -> None:
+        """Count one recommendation list."""
+        key = (kind, version, fallback)
+        child = self._list_children.get(key)
+        if child is None:
+            child = self._list_children[key] = self.recommendations.labels(*key)
+        child.inc()
+
     def set_active(self, version: str, previous: str | None) -> None:
         if previous is not None and previous != version:
             self.model_version.labels(previous).set(0)
@@ -127,5 +150,6 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            self.metrics.requests.labels(template, scope["method"], str(status)).inc()
-            self.metrics.latency.labels(template).observe(time.perf_counter() - started)
+            self.metrics.observe_request(
+                template, scope["method"], str(status), time.perf_counter() - started
+            )

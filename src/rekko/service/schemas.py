@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -17,6 +17,8 @@ from rekko.store.schema import ID_LENGTH
 Id = Annotated[str, StringConstraints(min_length=1, max_length=ID_LENGTH, strip_whitespace=True)]
 #: An id in a URL path (``/users/{user_id}/...``).
 PathId = Annotated[str, Path(min_length=1, max_length=ID_LENGTH)]
+#: The same id inside a :class:`Parameters` model (path ids are taken as given, not stripped).
+PathIdField = Annotated[str, StringConstraints(min_length=1, max_length=ID_LENGTH)]
 FieldName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 #: Epoch seconds above this are taken as milliseconds (as browsers and Retailrocket log them).
 MILLISECONDS = 1e11
@@ -26,6 +28,49 @@ LATEST_TIME = 7_258_118_400
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+
+
+class ErrorBody(BaseModel):
+    """Every error the API answers: a short code and what was wrong."""
+
+    error: str = Field(description="invalid_request, not_found, unauthorized, ...")
+    detail: Any = Field(
+        description="A message, or for invalid_request a list of {field, reason}: field is "
+        "where the problem is (query.k, body.events.0.user_id, path.user_id, request)."
+    )
+
+
+class Parameters(BaseModel):
+    """The path and query parameters of a GET endpoint, validated in one step (see
+    :func:`rekko.service.routes.common.parameters`). ``path`` names the path parameters;
+    unknown query parameters are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+    path: ClassVar[tuple[str, ...]] = ()
+
+
+class ListQuery(Parameters):
+    k: int = Field(10, ge=1, description="How many items (at most the server's max_k).")
+    filters: str | None = Field(
+        None, max_length=10_000, description='Constraints as JSON: {"price": {"max": 50}}'
+    )
+    exclude: str | None = Field(
+        None, max_length=100_000, description="Comma-separated item ids to leave out."
+    )
+    fields: str | None = Field(
+        None, max_length=2_000, description="Comma-separated item fields: title,price"
+    )
+    version: str | None = Field(None, max_length=128, description="A model version.")
+
+
+class UserListQuery(ListQuery):
+    path: ClassVar[tuple[str, ...]] = ("user_id",)
+    user_id: PathIdField = Field(description="The user.")
+
+
+class SimilarQuery(ListQuery):
+    path: ClassVar[tuple[str, ...]] = ("item_id",)
+    item_id: PathIdField = Field(description="The item.")
 
 
 # -- recommendations -----------------------------------------------------------------------

@@ -38,6 +38,7 @@ from sqlalchemy import Engine
 
 from rekko.constraints import Constraint
 from rekko.data.dataset import EventWeights
+from rekko.data.idmap import UNKNOWN
 from rekko.errors import ModelError, UnknownIdError
 from rekko.models.base import Recommender
 from rekko.models.cold import ROUTES
@@ -128,10 +129,10 @@ class ServedModel:
         self, user_id: str, k: int, constraint: Constraint | None, exclude: Sequence[str]
     ) -> Ranked:
         model = self.model
-        users = model.fitted().users
         allowed = model.item_mask(constraint, None, exclude) if constraint or exclude else None
-        if user_id in users:
-            best, scores = model.rank([users.index_of(user_id)], k, allowed=allowed)
+        user = model.fitted().users.find(user_id)
+        if user != UNKNOWN:
+            best, scores = model.rank([user], k, allowed=allowed)
             valid = best[0] >= 0
             return Ranked(
                 self._ids(model, best[0][valid]),

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from rekko.service.auth import require
 from rekko.service.routes.common import (
+    INVALID,
     blame_filters,
     check_k,
     constraints,
+    documented,
+    parameters,
     pick_model,
     ranked_response,
     service,
@@ -19,25 +20,14 @@ from rekko.service.routes.common import (
 )
 from rekko.service.schemas import (
     AnonymousRecommendationRequest,
-    PathId,
     Recommendations,
     SimilarItems,
+    SimilarQuery,
+    UserListQuery,
     UserRecommendationRequest,
 )
 
 router = APIRouter(tags=["recommendations"], dependencies=[Depends(require("read"))])
-
-FieldsQuery = Annotated[
-    str | None, Query(max_length=2_000, description="Comma-separated item fields: title,price")
-]
-ExcludeQuery = Annotated[
-    str | None, Query(max_length=100_000, description="Comma-separated item ids to leave out.")
-]
-FiltersQuery = Annotated[
-    str | None,
-    Query(max_length=10_000, description='Constraints as JSON: {"price": {"max": 50}}'),
-]
-VersionQuery = Annotated[str | None, Query(max_length=128, description="A model version.")]
 
 
 async def _for_user(
@@ -68,28 +58,35 @@ async def _for_user(
     "/users/{user_id}/recommendations",
     response_model=Recommendations,
     summary="Recommendations for a user",
+    responses=INVALID,
+    openapi_extra=documented(UserListQuery),
 )
-async def recommend_for_user(
-    request: Request,
-    user_id: PathId,
-    k: Annotated[int, Query(ge=1, description="How many items.")] = 10,
-    filters: FiltersQuery = None,
-    exclude: ExcludeQuery = None,
-    fields: FieldsQuery = None,
-    version: VersionQuery = None,
-) -> Response:
+async def recommend_for_user(request: Request) -> Response:
     """Top ``k`` items for a user; seen items, hidden items and ``exclude`` are left out.
 
     Users the model does not know get items like the ones they interacted with since the
     model was trained (``fallback: history``), or else the most popular items
     (``fallback: popularity``).
     """
+    options = parameters(request, UserListQuery)
     return await _for_user(
-        request, user_id, k, filters, split_list(exclude), split_list(fields), version, "query"
+        request,
+        options.user_id,
+        options.k,
+        options.filters,
+        split_list(options.exclude),
+        split_list(options.fields),
+        options.version,
+        "query",
     )
 
 
-@router.post("/recommendations", response_model=Recommendations, summary="Recommendations (body)")
+@router.post(
+    "/recommendations",
+    response_model=Recommendations,
+    summary="Recommendations (body)",
+    responses=INVALID,
+)
 async def recommend(request: Request, body: UserRecommendationRequest) -> Response:
     """The same as ``GET /users/{user_id}/recommendations`` with options in a JSON body."""
     return await _for_user(
@@ -108,6 +105,7 @@ async def recommend(request: Request, body: UserRecommendationRequest) -> Respon
     "/recommendations/anonymous",
     response_model=Recommendations,
     summary="Recommendations for a visitor without history",
+    responses=INVALID,
 )
 async def recommend_anonymous(request: Request, body: AnonymousRecommendationRequest) -> Response:
     """From free text (``query``), stated preferences (``preferences``) and/or a basket of
@@ -138,31 +136,33 @@ async def recommend_anonymous(request: Request, body: AnonymousRecommendationReq
     )
 
 
-@router.get("/items/{item_id}/similar", response_model=SimilarItems, summary="Similar items")
-async def similar_items(
-    request: Request,
-    item_id: PathId,
-    k: Annotated[int, Query(ge=1)] = 10,
-    filters: FiltersQuery = None,
-    exclude: ExcludeQuery = None,
-    fields: FieldsQuery = None,
-    version: VersionQuery = None,
-) -> Response:
+@router.get(
+    "/items/{item_id}/similar",
+    response_model=SimilarItems,
+    summary="Similar items",
+    responses=INVALID,
+    openapi_extra=documented(SimilarQuery),
+)
+async def similar_items(request: Request) -> Response:
     """Items most similar to ``item_id`` (the model's own similarity when it has one, else
     co-occurrence: people who interacted with it also interacted with...)."""
+    options = parameters(request, SimilarQuery)
     state = service(request)
-    check_k(state, k, "query.k")
-    constraint = constraints(filters, "query.filters")
-    served = await pick_model(state, None, version)
+    check_k(state, options.k, "query.k")
+    constraint = constraints(options.filters, "query.filters")
+    served = await pick_model(state, None, options.version)
     with blame_filters(constraint, "query.filters"):
         ranked = served.similar(
-            item_id, k, constraint, [*split_list(exclude), *state.catalogue.blocked]
+            options.item_id,
+            options.k,
+            constraint,
+            [*split_list(options.exclude), *state.catalogue.blocked],
         )
     return ranked_response(
         state,
         ranked,
         kind="similar",
-        fields=split_list(fields),
-        head={"item_id": item_id},
+        fields=split_list(options.fields),
+        head={"item_id": options.item_id},
         log_user=None,
     )
