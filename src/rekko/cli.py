@@ -30,6 +30,7 @@ from rekko.errors import DataError, RekkoError
 if TYPE_CHECKING:
     from rekko.config import DataSpec
     from rekko.data.dataset import Dataset
+    from rekko.index.ann import IndexMode
     from rekko.reports.charts import ImageFormat
 
 app = typer.Typer(
@@ -316,46 +317,23 @@ def recommend(
     ] = None,
 ) -> None:
     """Top-K items per user: user_id,item_id,rank,score (rank 1 is best)."""
-    from rekko.index.ann import INDEX_MODES, IndexMode
-    from rekko.models import load_model
-
-    if all_users == bool(user):
-        raise DataError("give either --user ID (one or more) or --all-users")
-    if engine not in ("local", "spark"):
-        raise DataError(f"--engine must be local or spark, got {engine!r}")
-    if index is not None and index not in INDEX_MODES:
-        raise DataError(f"--index must be one of {', '.join(INDEX_MODES)}, got {index!r}")
-    if engine == "spark":
-        from rekko.spark import spark_recommend_all
-
-        if output is None or filters is not None or index is not None:
-            raise DataError(
-                "--engine spark needs --output (a Parquet folder), and no --filter "
-                "or --index (Spark ranks exactly)"
-            )
-        with console.status(f"Ranking in Spark ({master or 'local[*]'})..."):
-            spark_recommend_all(
-                model,
-                k,
-                output,
-                users=None if all_users else list(user or []),
-                exclude_seen=not include_seen,
-                master=master or "local[*]",
-            )
+    spec = workflows.RecommendSpec(  # checks the users, engine, master, --index and --filter
+        model=model,
+        users=user or (),
+        all_users=all_users,
+        k=k,
+        exclude_seen=not include_seen,
+        filters=_parse_filters(filters),
+        index=cast("IndexMode | None", index),
+        engine=cast(workflows.Engine, engine),
+        master=master,
+        output=output,
+    )
+    with _working(spec.describe()):
+        recs = workflows.recommend(spec)
+    if recs is None:
         console.print(f"Wrote the top {k} per user to {output} (Parquet)")
-        return
-    if master is not None:
-        raise DataError("--master only applies with --engine spark")
-    recommender = load_model(model)
-    if index is not None:
-        recommender.index_mode = cast(IndexMode, index)
-    assert recommender.users_ is not None
-    targets = list(recommender.users_.external_ids) if all_users else list(user or [])
-    with console.status(f"Recommending for {len(targets)} user(s)..."):
-        recs = recommender.recommend(
-            targets, k, exclude_seen=not include_seen, filters=_parse_filters(filters)
-        )
-    if output is not None:
+    elif output is not None:
         _write_table(recs, output)
     else:
         _print_frame(recs)

@@ -31,7 +31,9 @@ from rekko.data.dataset import Dataset, EventWeights
 from rekko.errors import DataError
 
 if TYPE_CHECKING:
+    from rekko.constraints import Constraint
     from rekko.evaluation import Protocol
+    from rekko.index.ann import IndexMode
     from rekko.reports.charts import ImageFormat
     from rekko.tuning import TuneResult
 
@@ -190,6 +192,91 @@ def _load(data: DataSpec, loaded: Loaded | None) -> Dataset:
     if loaded is not None:
         loaded(dataset)
     return dataset
+
+
+# -- recommend -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RecommendSpec:
+    """Top-``k`` lists from a trained model folder, for some users or all of them.
+
+    Give ``users`` (external ids) or ``all_users``, not both. ``filters`` (a constraint over
+    item attributes) and ``index`` (the top-K search of factor models: auto, exact or ann)
+    apply to the local engine. ``engine="spark"`` ranks every user (or ``users``) exactly in
+    Spark on ``master`` (``local[*]`` by default) and writes the Parquet folder ``output``;
+    locally, ``output`` is where the caller writes the frame. A spec is checked when it is
+    made: a bad combination raises a :class:`DataError` naming the flag.
+    """
+
+    model: Path
+    users: Sequence[object] = ()
+    all_users: bool = False
+    k: int = 10
+    exclude_seen: bool = True
+    filters: Constraint | None = None
+    index: IndexMode | None = None
+    engine: Engine = "local"
+    master: str | None = None
+    output: Path | None = None
+
+    def __post_init__(self) -> None:
+        from rekko.index.ann import INDEX_MODES
+
+        if self.all_users == bool(self.users):
+            raise DataError("give either --user ID (one or more) or --all-users")
+        if self.k < 1:
+            raise DataError(f"-k must be at least 1, got {self.k}")
+        if self.engine not in ENGINES:
+            raise DataError(f"--engine must be local or spark, got {self.engine!r}")
+        if self.index is not None and self.index not in INDEX_MODES:
+            raise DataError(f"--index must be one of {', '.join(INDEX_MODES)}, got {self.index!r}")
+        if self.engine == "local":
+            if self.master is not None:
+                raise DataError("--master only applies with --engine spark")
+            return
+        if self.output is None or self.filters is not None or self.index is not None:
+            raise DataError(
+                "--engine spark needs --output (a Parquet folder), and no --filter "
+                "or --index (Spark ranks exactly)"
+            )
+
+    def describe(self) -> str:
+        """The ranking in a few words, for a progress display."""
+        if self.engine == "spark":
+            return f"Ranking in Spark ({self.master or DEFAULT_MASTER})"
+        who = "every user" if self.all_users else f"{len(self.users)} user(s)"
+        return f"Recommending for {who}"
+
+
+def recommend(spec: RecommendSpec) -> pd.DataFrame | None:
+    """The top ``spec.k`` items per user: ``user_id, item_id, rank, score`` (rank 1 is best).
+
+    Returns the frame, or ``None`` with the Spark engine, which writes the Parquet folder
+    ``spec.output`` instead.
+    """
+    users = None if spec.all_users else list(spec.users)
+    if spec.engine == "spark":
+        from rekko.spark import spark_recommend_all
+
+        assert spec.output is not None  # checked by the spec
+        spark_recommend_all(
+            spec.model,
+            spec.k,
+            spec.output,
+            users=users,
+            exclude_seen=spec.exclude_seen,
+            master=spec.master or DEFAULT_MASTER,
+        )
+        logger.info("wrote the top %d per user to %s", spec.k, spec.output)
+        return None
+    from rekko.models import load_model
+
+    recommender = load_model(spec.model)
+    if spec.index is not None:
+        recommender.index_mode = spec.index
+    targets = list(recommender.fitted().users.external_ids) if users is None else users
+    return recommender.recommend(
+        targets, spec.k, exclude_seen=spec.exclude_seen, filters=spec.filters
+    )
 
 
 # -- evaluate ------------------------------------------------------------------------------
