@@ -1,4 +1,4 @@
-"""rekko.workflows: train, recommend, evaluate and tune from a typed spec, with no command line."""
+"""rekko.workflows: the work of every command that reads data or a model, with no command line."""
 
 from __future__ import annotations
 
@@ -11,16 +11,25 @@ import pytest
 from rekko.config import DataSpec
 from rekko.constraints import parse_constraints
 from rekko.data.dataset import Dataset
+from rekko.data.demo import load_demo
 from rekko.errors import DataError, ModelError, UnknownIdError
 from rekko.models import create_model, load_model
 from rekko.workflows import (
     EvaluateSpec,
+    QuerySpec,
     RecommendSpec,
     TrainSpec,
     TuneSpec,
+    demo,
     evaluate_models,
+    explore,
+    predict,
+    query,
     recommend,
     score_recommendations,
+    similar,
+    split,
+    summarize,
     train,
     tune,
 )
@@ -210,3 +219,60 @@ def test_recommend_names_what_is_wrong_with_the_folder_or_users(
     spec = RecommendSpec(als_folder, all_users=True, engine="spark", output=tmp_path / "out")
     assert spec.describe() == "Ranking in Spark (local[*])"
     assert RecommendSpec(als_folder, users=["a", "b"]).describe() == "Recommending for 2 user(s)"
+
+
+def test_query_predict_and_similar_read_a_model_folder(
+    small_demo: Dataset, als_folder: Path, tmp_path: Path
+) -> None:
+    model = load_model(als_folder)
+    basket = [str(item) for item in small_demo.items.external_ids[:2]]
+    answer = query(QuerySpec(als_folder, basket=basket, k=4))
+    assert answer.attrs["source"] == "basket" and len(answer) == 4
+    assert not set(basket) & set(answer["item_id"].astype(str))
+    with pytest.raises(DataError, match="give --text, --prefer, --basket or several"):
+        QuerySpec(als_folder)
+    with pytest.raises(DataError, match="--prefer must be a JSON object"):
+        QuerySpec(als_folder, preferences={})
+
+    near = similar(als_folder, basket[:1], k=3)
+    assert near.equals(model.similar_items(basket[:1], 3))
+
+    pairs = tmp_path / "pairs.csv"
+    pd.DataFrame({"user": ["u0000"], "item": ["i0001"]}).to_csv(pairs, index=False)
+    with pytest.raises(
+        DataError, match=r"pairs\.csv: missing column\(s\) \['item_id', 'user_id'\]"
+    ):
+        predict(als_folder, pairs)
+    with pytest.raises(DataError, match="file not found"):
+        predict(als_folder, tmp_path / "none.csv")
+
+
+def test_split_explore_and_summarize_load_the_data_once(
+    small_csv: DataSpec, tmp_path: Path
+) -> None:
+    seen: list[Dataset] = []
+    parts = split(small_csv, "random", test_fraction=0.25, seed=7, loaded=seen.append)
+    assert parts.data is seen[0] and len(parts.train) + len(parts.test) == len(parts.data)
+    assert list(parts.train.columns) == list(parts.test.columns)
+    train_pairs = set(zip(parts.train["user_id"], parts.train["item_id"], strict=True))
+    test_pairs = set(zip(parts.test["user_id"], parts.test["item_id"], strict=True))
+    assert test_pairs and not train_pairs & test_pairs
+    again = split(small_csv, "random", test_fraction=0.25, seed=7)
+    assert again.test.equals(parts.test)
+
+    with pytest.raises(DataError, match="--images must be svg or png"):
+        explore(small_csv, tmp_path / "never.html", images="gif")  # type: ignore[arg-type]
+    report = explore(small_csv, tmp_path / "explore.html")
+    assert report.is_file() and "<svg" in report.read_text()
+
+    summary = summarize(DataSpec())
+    assert summary == load_demo().summary(), "the demo shop when no data is named"
+    assert summarize(small_csv)["users"] == parts.data.n_users
+
+
+def test_demo_evaluates_trains_saves_and_recommends(tmp_path: Path) -> None:
+    result = demo("popularity", tmp_path / "demo", users=2, k=3)
+    assert result.metrics["model"].tolist() == ["popularity"]
+    assert load_model(tmp_path / "demo").name == "popularity"
+    assert result.recommendations.groupby("user_id").size().tolist() == [3, 3]
+    assert result.recommendations["title"].notna().all()
