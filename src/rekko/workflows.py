@@ -195,7 +195,7 @@ def _load(data: DataSpec, loaded: Loaded | None) -> Dataset:
     return dataset
 
 
-# -- recommend -----------------------------------------------------------------------------
+# -- recommend, query, predict, similar: from a model folder -------------------------------
 @dataclass(frozen=True)
 class RecommendSpec:
     """Top-``k`` lists from a trained model folder, for some users or all of them.
