@@ -68,6 +68,12 @@ def shop_csv(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def seed() -> int:
+    """The seed of tests that train a model with one."""
+    return SEED
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(SEED)

@@ -1,4 +1,4 @@
-"""rekko.workflows: train, evaluate and tune from a typed spec, with no command line."""
+"""rekko.workflows: the work of every command that reads data or a model, with no command line."""
 
 from __future__ import annotations
 
@@ -9,15 +9,27 @@ import pandas as pd
 import pytest
 
 from rekko.config import DataSpec
+from rekko.constraints import parse_constraints
 from rekko.data.dataset import Dataset
-from rekko.errors import DataError
-from rekko.models import load_model
+from rekko.data.demo import load_demo
+from rekko.errors import DataError, ModelError, UnknownIdError
+from rekko.models import create_model, load_model
 from rekko.workflows import (
     EvaluateSpec,
+    QuerySpec,
+    RecommendSpec,
     TrainSpec,
     TuneSpec,
+    demo,
     evaluate_models,
+    explore,
+    predict,
+    query,
+    recommend,
     score_recommendations,
+    similar,
+    split,
+    summarize,
     train,
     tune,
 )
@@ -127,3 +139,140 @@ def test_tune_finds_parameters_and_trains_the_best_model(
     assert outcome.summary is None and outcome.output == tmp_path / "best"
     params = load_model(tmp_path / "best").params.model_dump()
     assert {key: params[key] for key in outcome.best.best_params} == outcome.best.best_params
+
+
+@pytest.fixture
+def als_folder(small_demo: Dataset, tmp_path: Path) -> Path:
+    """An ALS model trained on the small demo shop, saved to a folder."""
+    return (
+        create_model("als", factors=8, iterations=3, seed=42).fit(small_demo).save(tmp_path / "als")
+    )
+
+
+def test_a_spec_recommends_from_a_model_folder(small_demo: Dataset, als_folder: Path) -> None:
+    model = load_model(als_folder)
+    users = [str(u) for u in small_demo.users.external_ids[:5]]
+    recs = recommend(RecommendSpec(als_folder, users=users, k=4, index="exact"))
+    assert recs is not None
+    assert recs.equals(model.recommend(users, 4))
+    assert list(recs.columns) == ["user_id", "item_id", "rank", "score"]
+    seen = small_demo.to_frame()
+    seen_pairs = set(zip(seen["user_id"].astype(str), seen["item_id"].astype(str), strict=True))
+    recommended = zip(recs["user_id"].astype(str), recs["item_id"].astype(str), strict=True)
+    assert not seen_pairs & set(recommended), "a seen item was recommended"
+
+    everyone = recommend(RecommendSpec(als_folder, all_users=True, k=2))
+    assert everyone is not None
+    assert everyone.equals(model.recommend(list(small_demo.users.external_ids), 2))
+
+    cheap = parse_constraints({"price": {"max": 20}})
+    kept = recommend(RecommendSpec(als_folder, users=users, k=3, filters=cheap))
+    assert kept is not None and kept.equals(model.recommend(users, 3, filters=cheap))
+    assert small_demo.item_features is not None
+    prices = small_demo.item_features.frame["price"].to_numpy()
+    assert (prices[small_demo.items.to_index(kept["item_id"])] <= 20).all()
+
+    again = recommend(RecommendSpec(als_folder, users=users[:1], k=3, exclude_seen=False))
+    assert again is not None
+    assert again.equals(model.recommend(users[:1], 3, exclude_seen=False))
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({}, r"give either --user ID \(one or more\) or --all-users"),
+        ({"users": ["u1"], "all_users": True}, "give either --user ID"),
+        ({"all_users": True, "k": 0}, "-k must be at least 1, got 0"),
+        ({"all_users": True, "engine": "hadoop"}, "--engine must be local or spark, got 'hadoop'"),
+        ({"all_users": True, "index": "fast"}, "--index must be one of auto, exact, ann"),
+        ({"all_users": True, "master": "local[2]"}, "--master only applies with --engine spark"),
+        ({"all_users": True, "engine": "spark"}, "--engine spark needs --output"),
+        (
+            {"all_users": True, "engine": "spark", "output": Path("x"), "index": "ann"},
+            r"no --filter or --index \(Spark ranks exactly\)",
+        ),
+        (
+            {
+                "all_users": True,
+                "engine": "spark",
+                "output": Path("x"),
+                "filters": parse_constraints({"price": {"max": 20}}),
+            },
+            "no --filter or --index",
+        ),
+    ],
+)
+def test_a_bad_recommend_spec_is_refused_when_made(
+    tmp_path: Path, fields: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(DataError, match=message):
+        RecommendSpec(tmp_path / "never-read", **fields)
+
+
+def test_recommend_names_what_is_wrong_with_the_folder_or_users(
+    als_folder: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(ModelError, match="not a rekko model folder"):
+        recommend(RecommendSpec(tmp_path / "missing", all_users=True))
+    with pytest.raises(UnknownIdError, match="unknown user id"):
+        recommend(RecommendSpec(als_folder, users=["nobody"]))
+    spec = RecommendSpec(als_folder, all_users=True, engine="spark", output=tmp_path / "out")
+    assert spec.describe() == "Ranking in Spark (local[*])"
+    assert RecommendSpec(als_folder, users=["a", "b"]).describe() == "Recommending for 2 user(s)"
+
+
+def test_query_predict_and_similar_read_a_model_folder(
+    small_demo: Dataset, als_folder: Path, tmp_path: Path
+) -> None:
+    model = load_model(als_folder)
+    basket = [str(item) for item in small_demo.items.external_ids[:2]]
+    answer = query(QuerySpec(als_folder, basket=basket, k=4))
+    assert answer.attrs["source"] == "basket" and len(answer) == 4
+    assert not set(basket) & set(answer["item_id"].astype(str))
+    with pytest.raises(DataError, match="give --text, --prefer, --basket or several"):
+        QuerySpec(als_folder)
+    with pytest.raises(DataError, match="--prefer must be a JSON object"):
+        QuerySpec(als_folder, preferences={})
+
+    near = similar(als_folder, basket[:1], k=3)
+    assert near.equals(model.similar_items(basket[:1], 3))
+
+    pairs = tmp_path / "pairs.csv"
+    pd.DataFrame({"user": ["u0000"], "item": ["i0001"]}).to_csv(pairs, index=False)
+    with pytest.raises(
+        DataError, match=r"pairs\.csv: missing column\(s\) \['item_id', 'user_id'\]"
+    ):
+        predict(als_folder, pairs)
+    with pytest.raises(DataError, match="file not found"):
+        predict(als_folder, tmp_path / "none.csv")
+
+
+def test_split_explore_and_summarize_load_the_data_once(
+    small_csv: DataSpec, tmp_path: Path
+) -> None:
+    seen: list[Dataset] = []
+    parts = split(small_csv, "random", test_fraction=0.25, seed=7, loaded=seen.append)
+    assert parts.data is seen[0] and len(parts.train) + len(parts.test) == len(parts.data)
+    assert list(parts.train.columns) == list(parts.test.columns)
+    train_pairs = set(zip(parts.train["user_id"], parts.train["item_id"], strict=True))
+    test_pairs = set(zip(parts.test["user_id"], parts.test["item_id"], strict=True))
+    assert test_pairs and not train_pairs & test_pairs
+    again = split(small_csv, "random", test_fraction=0.25, seed=7)
+    assert again.test.equals(parts.test)
+
+    with pytest.raises(DataError, match="--images must be svg or png"):
+        explore(small_csv, tmp_path / "never.html", images="gif")  # type: ignore[arg-type]
+    report = explore(small_csv, tmp_path / "explore.html")
+    assert report.is_file() and "<svg" in report.read_text()
+
+    summary = summarize(DataSpec())
+    assert summary == load_demo().summary(), "the demo shop when no data is named"
+    assert summarize(small_csv)["users"] == parts.data.n_users
+
+
+def test_demo_evaluates_trains_saves_and_recommends(tmp_path: Path) -> None:
+    result = demo("popularity", tmp_path / "demo", users=2, k=3)
+    assert result.metrics["model"].tolist() == ["popularity"]
+    assert load_model(tmp_path / "demo").name == "popularity"
+    assert result.recommendations.groupby("user_id").size().tolist() == [3, 3]
+    assert result.recommendations["title"].notna().all()

@@ -1,9 +1,9 @@
 """The ``rekko`` command line: train, recommend, predict, similar, evaluate, split, datasets.
 
-Commands parse flags and the config, build a spec, call the library (``train``, ``evaluate``
-and ``tune`` run :mod:`rekko.workflows`) and print. The data flags are declared once, in
-:data:`rekko.config.DATA_OPTIONS`. Bad input gives one clear line on stderr and a non-zero
-exit, never a traceback.
+Commands parse flags and the config, build a spec, call :mod:`rekko.workflows` (which reads the
+data and the model folders and picks the engine), show progress and print or write what comes
+back. The data flags are declared once, in :data:`rekko.config.DATA_OPTIONS`. Bad input gives
+one clear line on stderr and a non-zero exit, never a traceback.
 """
 
 from __future__ import annotations
@@ -24,12 +24,19 @@ from rich.console import Console
 from rich.table import Table
 
 from rekko import workflows
-from rekko.config import DATA_OPTIONS, config_section, data_spec, read_config
+from rekko.config import (
+    DATA_OPTIONS,
+    INTERACTION_OPTIONS,
+    config_section,
+    data_spec,
+    read_config,
+)
 from rekko.errors import DataError, RekkoError
 
 if TYPE_CHECKING:
-    from rekko.config import DataSpec
+    from rekko.constraints import Constraint
     from rekko.data.dataset import Dataset
+    from rekko.index.ann import IndexMode
     from rekko.reports.charts import ImageFormat
 
 app = typer.Typer(
@@ -52,12 +59,6 @@ ConfigOpt = Annotated[
 
 #: The data flags a command received, by ``[data]`` key (``None`` where not given).
 DataFlags = dict[str, str | None]
-#: The data flags of commands that read interactions only (no feature tables).
-INTERACTION_FLAGS = tuple(
-    option.name
-    for option in DATA_OPTIONS
-    if option.name not in ("items", "users", "item_kinds", "user_kinds")
-)
 
 
 def data_options(
@@ -103,14 +104,6 @@ def data_options(
         return run
 
     return decorate
-
-
-def _load(spec: DataSpec) -> Dataset:
-    """The data of ``spec``, loaded under a spinner; its summary is printed."""
-    with console.status("Loading data..."):
-        dataset = spec.load()
-    _print_data(dataset)
-    return dataset
 
 
 def _print_data(dataset: Dataset) -> None:
@@ -190,7 +183,8 @@ def _model_params(
     return chosen
 
 
-def _parse_filters(text: str | None) -> Any:
+def _parse_filters(text: str | None) -> Constraint | None:
+    """The constraints of a ``--filter`` flag (JSON), or ``None`` when it was not given."""
     if text is None:
         return None
     from rekko.constraints import parse_constraints
@@ -316,46 +310,23 @@ def recommend(
     ] = None,
 ) -> None:
     """Top-K items per user: user_id,item_id,rank,score (rank 1 is best)."""
-    from rekko.index.ann import INDEX_MODES, IndexMode
-    from rekko.models import load_model
-
-    if all_users == bool(user):
-        raise DataError("give either --user ID (one or more) or --all-users")
-    if engine not in ("local", "spark"):
-        raise DataError(f"--engine must be local or spark, got {engine!r}")
-    if index is not None and index not in INDEX_MODES:
-        raise DataError(f"--index must be one of {', '.join(INDEX_MODES)}, got {index!r}")
-    if engine == "spark":
-        from rekko.spark import spark_recommend_all
-
-        if output is None or filters is not None or index is not None:
-            raise DataError(
-                "--engine spark needs --output (a Parquet folder), and no --filter "
-                "or --index (Spark ranks exactly)"
-            )
-        with console.status(f"Ranking in Spark ({master or 'local[*]'})..."):
-            spark_recommend_all(
-                model,
-                k,
-                output,
-                users=None if all_users else list(user or []),
-                exclude_seen=not include_seen,
-                master=master or "local[*]",
-            )
+    spec = workflows.RecommendSpec(  # checks the users, engine, master, --index and --filter
+        model=model,
+        users=user or (),
+        all_users=all_users,
+        k=k,
+        exclude_seen=not include_seen,
+        filters=_parse_filters(filters),
+        index=cast("IndexMode | None", index),
+        engine=cast(workflows.Engine, engine),
+        master=master,
+        output=output,
+    )
+    with _working(spec.describe()):
+        recs = workflows.recommend(spec)
+    if recs is None:
         console.print(f"Wrote the top {k} per user to {output} (Parquet)")
-        return
-    if master is not None:
-        raise DataError("--master only applies with --engine spark")
-    recommender = load_model(model)
-    if index is not None:
-        recommender.index_mode = cast(IndexMode, index)
-    assert recommender.users_ is not None
-    targets = list(recommender.users_.external_ids) if all_users else list(user or [])
-    with console.status(f"Recommending for {len(targets)} user(s)..."):
-        recs = recommender.recommend(
-            targets, k, exclude_seen=not include_seen, filters=_parse_filters(filters)
-        )
-    if output is not None:
+    elif output is not None:
         _write_table(recs, output)
     else:
         _print_frame(recs)
@@ -389,23 +360,21 @@ def query(
     (item_id,rank,score). Models that read queries (content, fallback, hybrid, two-tower)
     answer with their own scoring; any other model through the shared routes (similar items,
     preferences as constraints, matching words, popularity). The route is printed."""
-    from rekko.models import Query, load_model
-
-    if text is None and prefer is None and basket is None:
-        raise DataError("give --text, --prefer, --basket or several")
     preferences = None
     if prefer is not None:
         try:
             preferences = json.loads(prefer)
         except json.JSONDecodeError as error:
             raise DataError(f"--prefer must be JSON ({error.msg})") from None
-        if not isinstance(preferences, dict) or not preferences:
-            raise DataError('--prefer must be a JSON object, e.g. {"category": "books"}')
-    items = [part.strip() for part in (basket or "").split(",") if part.strip()]
-    recommender = load_model(model)
-    constraint = _parse_filters(filters)
-    wanted = Query(text=text, preferences=preferences, basket=items)
-    recs = recommender.recommend_query(wanted, k, filters=constraint)
+    spec = workflows.QuerySpec(  # checks that something was asked
+        model=model,
+        text=text,
+        preferences=preferences,
+        basket=[part.strip() for part in (basket or "").split(",") if part.strip()],
+        k=k,
+        filters=_parse_filters(filters),
+    )
+    recs = workflows.query(spec)
     note = recs.attrs.get("note")
     errors.print(
         f"[dim]answered by: {recs.attrs['source']}" + (f" ({note})" if note else "") + "[/dim]",
@@ -424,20 +393,7 @@ def predict(
     output: Annotated[Path, typer.Option("--output", "-o", help="CSV to write.")],
 ) -> None:
     """Predicted ratings for user-item pairs: user_id,item_id,prediction."""
-    from rekko.models import load_model
-
-    recommender = load_model(model)
-    try:
-        frame = pd.read_csv(pairs, dtype=str, encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise DataError("file not found", source=str(pairs)) from None
-    except (pd.errors.EmptyDataError, pd.errors.ParserError) as error:
-        raise DataError(f"cannot read CSV ({error})", source=str(pairs)) from None
-    missing = {"user_id", "item_id"} - set(frame.columns)
-    if missing:
-        raise DataError(f"missing column(s) {sorted(missing)}", source=str(pairs))
-    frame["prediction"] = recommender.predict(list(frame["user_id"]), list(frame["item_id"]))
-    _write_table(frame[["user_id", "item_id", "prediction"]], output)
+    _write_table(workflows.predict(model, pairs), output)
 
 
 @app.command()
@@ -448,9 +404,7 @@ def similar(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="CSV/JSON file.")] = None,
 ) -> None:
     """Items most similar to the given items."""
-    from rekko.models import load_model
-
-    result = load_model(model).similar_items(item, k)
+    result = workflows.similar(model, item, k)
     if output is not None:
         _write_table(result, output)
     else:
@@ -563,18 +517,16 @@ def explore(
     data: DataFlags,
 ) -> None:
     """An HTML report of a data set: events, long tail, activity, time, sparsity, features."""
-    from rekko.reports import explore_report
-
-    if images not in (None, "svg", "png"):
-        raise DataError("--images must be svg or png")
-    dataset = _load(data_spec(read_config(config), data))
-    with console.status("Drawing the report..."):
-        path = explore_report(dataset, output, image_format=images)  # type: ignore[arg-type]
+    spec = data_spec(read_config(config), data)
+    with _working("Loading the data and drawing the report"):
+        path = workflows.explore(
+            spec, output, images=cast("ImageFormat | None", images), loaded=_print_data
+        )
     console.print(f"Wrote the report to {path}")
 
 
 @app.command("split")
-@data_options(INTERACTION_FLAGS)
+@data_options(INTERACTION_OPTIONS)
 def split_command(
     train_output: Annotated[
         Path, typer.Option("--train-output", help="CSV for the training part.")
@@ -590,12 +542,13 @@ def split_command(
     data: DataFlags,
 ) -> None:
     """Split interactions into train and test CSV files (aggregated pairs)."""
-    from rekko.data.splits import make_split
-
-    dataset = _load(data_spec(read_config(config), data))
-    train_part, test_part = make_split(split, test_fraction=test_fraction, seed=seed).split(dataset)
-    _write_table(train_part.to_frame(), train_output)
-    _write_table(test_part.to_frame(), test_output)
+    spec = data_spec(read_config(config), data)
+    with _working(f"Loading the data and splitting it ({split})"):
+        parts = workflows.split(
+            spec, split, test_fraction=test_fraction, seed=seed, loaded=_print_data
+        )
+    _write_table(parts.train, train_output)
+    _write_table(parts.test, test_output)
 
 
 @app.command()
@@ -728,29 +681,19 @@ def demo(
     k: Annotated[int, typer.Option("-k", min=1, max=100)] = 5,
 ) -> None:
     """The main job: train on the built-in demo shop, evaluate, save and recommend."""
-    from rekko.data.demo import load_demo
-    from rekko.data.splits import RandomSplit
-    from rekko.evaluation import evaluate as run_evaluation
-    from rekko.models import create_model
 
-    data = load_demo()
-    console.print(f"[bold]Demo shop[/bold]: {data}")
-    names = dict.fromkeys([model, "popularity"])
-    with console.status("Evaluating on a per-user 80/20 split..."):
-        table = run_evaluation({name: create_model(name) for name in names}, data, RandomSplit())
+    def show(data: Dataset) -> None:
+        console.print(f"[bold]Demo shop[/bold]: {data}")
+
+    with _working("Evaluating on a per-user 80/20 split, then training on all data"):
+        result = workflows.demo(model, output, users=users, k=k, loaded=show)
     _print_frame(
-        table[["model", "ndcg@10", "recall@10", "map@10", "coverage@10", "fit_s"]],
+        result.metrics[["model", "ndcg@10", "recall@10", "map@10", "coverage@10", "fit_s"]],
         title="Offline evaluation (demo shop, 80/20 per-user split, seed 42)",
     )
-    recommender = create_model(model).fit(data)
-    recommender.save(output)
-    console.print(f"Saved the {model} model trained on all data to {output}")
-    shown = list(data.users.external_ids[:users])
-    recs = recommender.recommend(shown, k)
-    assert data.item_features is not None
-    titles = data.item_features.frame["title"].to_numpy()
-    recs["title"] = titles[data.items.to_index(recs["item_id"])]
-    _print_frame(recs, title=f"Top {k} for {len(shown)} users")
+    console.print(f"Saved the {model} model trained on all data to {result.output}")
+    shown = result.recommendations["user_id"].nunique()
+    _print_frame(result.recommendations, title=f"Top {k} for {shown} users")
 
 
 @datasets_app.command("list")
@@ -788,8 +731,8 @@ def datasets_info(*, data: DataFlags) -> None:
 
     The demo shop unless --dataset or --interactions names another.
     """
-    spec = {**data, "dataset": None if data["interactions"] else (data["dataset"] or "demo")}
-    summary = _load(data_spec({}, spec)).summary()
+    with _working("Loading the data"):
+        summary = workflows.summarize(data_spec({}, data), loaded=_print_data)
     _print_frame(pd.DataFrame({"what": list(summary), "value": [str(v) for v in summary.values()]}))
 
 

@@ -36,11 +36,16 @@ BUILTIN_DEMO = "demo"
 
 @dataclass(frozen=True)
 class DataOption:
-    """A data setting offered as a command-line flag: its ``[data]`` key, help and short flag."""
+    """A data setting offered as a command-line flag: its ``[data]`` key, help and short flag.
+
+    ``features`` marks the settings of item and user feature tables, which commands that read
+    interactions only do not offer.
+    """
 
     name: str
     help: str
     short: str | None = None
+    features: bool = False
 
     @property
     def flags(self) -> tuple[str, ...]:
@@ -57,8 +62,8 @@ DATA_OPTIONS: tuple[DataOption, ...] = (
     DataOption("interactions", "Interactions: CSV/Parquet path or SQLAlchemy URL.", short="-i"),
     DataOption("table", "SQL table of interactions."),
     DataOption("query", "SQL query of interactions."),
-    DataOption("items", "Item features file."),
-    DataOption("users", "User features file."),
+    DataOption("items", "Item features file.", features=True),
+    DataOption("users", "User features file.", features=True),
     DataOption("user_col", "Column of user ids."),
     DataOption("item_col", "Column of item ids."),
     DataOption("rating_col", "Column of explicit ratings."),
@@ -69,9 +74,12 @@ DATA_OPTIONS: tuple[DataOption, ...] = (
     DataOption(
         "item_kinds",
         "Kinds of --items columns, e.g. price=numeric,tags=multi (the rest are inferred).",
+        features=True,
     ),
-    DataOption("user_kinds", "Kinds of --users columns, e.g. age=numeric."),
+    DataOption("user_kinds", "Kinds of --users columns, e.g. age=numeric.", features=True),
 )
+#: The data flags of the interactions alone (no feature tables).
+INTERACTION_OPTIONS = tuple(option.name for option in DATA_OPTIONS if not option.features)
 
 
 class DataSpec(BaseModel):
@@ -151,6 +159,14 @@ class DataSpec(BaseModel):
             table=self.table,
             query=self.query,
         )
+
+    def feature_settings(self) -> list[str]:
+        """The feature-table settings given (``items``, ``user_kinds``...), in flag order."""
+        return [
+            option.name
+            for option in DATA_OPTIONS
+            if option.features and getattr(self, option.name) is not None
+        ]
 
     def columns(self) -> ColumnMap:
         """The column mapping of the interactions source (unnamed fields keep the defaults)."""

@@ -1,8 +1,9 @@
-"""Train, evaluate and tune from a typed spec: the work behind ``rekko train``, ``evaluate``
-and ``tune``, callable from Python without the command line.
+"""The work behind the ``rekko`` commands, callable from Python without the command line:
+train, recommend, query, predict, evaluate and tune, and explore, split or summarise a data set.
 
-Each spec names the data (a :class:`~rekko.config.DataSpec`), the model(s) and their
-parameters and where to write; each function loads the data, does the work and returns what it
+Training, recommending, evaluating and tuning take a typed spec: the data (a
+:class:`~rekko.config.DataSpec`) or the model folder, the model(s) and their parameters, the
+engine and where to write; each function loads what it needs, does the work and returns what it
 did. Errors are :class:`~rekko.errors.RekkoError` subclasses whose messages name the flag (or
 config key) to change, as the command line prints them. Nothing here prints: results are
 returned, long steps are reported to :mod:`rekko.progress` (by the models), the rest is logged;
@@ -11,7 +12,8 @@ on it starts.
 
 Training runs in this process (``engine="local"``) or with Spark MLlib (``engine="spark"``,
 ALS only): from a built-in data set loaded here into the shared local Spark session, else from
-the interactions source read by Spark itself on ``master``.
+the interactions source read by Spark itself on ``master``. Recommending with Spark ranks a
+factor model's users exactly in Spark and writes a Parquet folder.
 """
 
 from __future__ import annotations
@@ -26,12 +28,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 
-from rekko.config import DataSpec
+from rekko.config import BUILTIN_DEMO, DataSpec
 from rekko.data.dataset import Dataset, EventWeights
 from rekko.errors import DataError
 
 if TYPE_CHECKING:
+    from rekko.constraints import Constraint
     from rekko.evaluation import Protocol
+    from rekko.index.ann import IndexMode
     from rekko.reports.charts import ImageFormat
     from rekko.tuning import TuneResult
 
@@ -85,8 +89,7 @@ class TrainSpec:
                 f"unknown {SPARK_MODEL} parameter(s) {', '.join(unknown)}; "
                 f"known: {', '.join(SparkALSParams.model_fields)}"
             )
-        features = (self.data.items, self.data.users, self.data.item_kinds, self.data.user_kinds)
-        if any(value is not None for value in features):
+        if self.data.feature_settings():
             raise DataError(
                 "--engine spark trains on interactions only: drop --items, --users and their kinds"
             )
@@ -190,6 +193,244 @@ def _load(data: DataSpec, loaded: Loaded | None) -> Dataset:
     if loaded is not None:
         loaded(dataset)
     return dataset
+
+
+# -- recommend, query, predict, similar: from a model folder -------------------------------
+@dataclass(frozen=True)
+class RecommendSpec:
+    """Top-``k`` lists from a trained model folder, for some users or all of them.
+
+    Give ``users`` (external ids) or ``all_users``, not both. ``filters`` (a constraint over
+    item attributes) and ``index`` (the top-K search of factor models: auto, exact or ann)
+    apply to the local engine. ``engine="spark"`` ranks every user (or ``users``) exactly in
+    Spark on ``master`` (``local[*]`` by default) and writes the Parquet folder ``output``;
+    locally, ``output`` is where the caller writes the frame. A spec is checked when it is
+    made: a bad combination raises a :class:`DataError` naming the flag.
+    """
+
+    model: Path
+    users: Sequence[object] = ()
+    all_users: bool = False
+    k: int = 10
+    exclude_seen: bool = True
+    filters: Constraint | None = None
+    index: IndexMode | None = None
+    engine: Engine = "local"
+    master: str | None = None
+    output: Path | None = None
+
+    def __post_init__(self) -> None:
+        from rekko.index.ann import INDEX_MODES
+
+        if self.all_users == bool(self.users):
+            raise DataError("give either --user ID (one or more) or --all-users")
+        if self.k < 1:
+            raise DataError(f"-k must be at least 1, got {self.k}")
+        if self.engine not in ENGINES:
+            raise DataError(f"--engine must be local or spark, got {self.engine!r}")
+        if self.index is not None and self.index not in INDEX_MODES:
+            raise DataError(f"--index must be one of {', '.join(INDEX_MODES)}, got {self.index!r}")
+        if self.engine == "local":
+            if self.master is not None:
+                raise DataError("--master only applies with --engine spark")
+            return
+        if self.output is None or self.filters is not None or self.index is not None:
+            raise DataError(
+                "--engine spark needs --output (a Parquet folder), and no --filter "
+                "or --index (Spark ranks exactly)"
+            )
+
+    def describe(self) -> str:
+        """The ranking in a few words, for a progress display."""
+        if self.engine == "spark":
+            return f"Ranking in Spark ({self.master or DEFAULT_MASTER})"
+        who = "every user" if self.all_users else f"{len(self.users)} user(s)"
+        return f"Recommending for {who}"
+
+
+def recommend(spec: RecommendSpec) -> pd.DataFrame | None:
+    """The top ``spec.k`` items per user: ``user_id, item_id, rank, score`` (rank 1 is best).
+
+    Returns the frame, or ``None`` with the Spark engine, which writes the Parquet folder
+    ``spec.output`` instead.
+    """
+    users = None if spec.all_users else list(spec.users)
+    if spec.engine == "spark":
+        from rekko.spark import spark_recommend_all
+
+        assert spec.output is not None  # checked by the spec
+        spark_recommend_all(
+            spec.model,
+            spec.k,
+            spec.output,
+            users=users,
+            exclude_seen=spec.exclude_seen,
+            master=spec.master or DEFAULT_MASTER,
+        )
+        logger.info("wrote the top %d per user to %s", spec.k, spec.output)
+        return None
+    from rekko.models import load_model
+
+    recommender = load_model(spec.model)
+    if spec.index is not None:
+        recommender.index_mode = spec.index
+    targets = list(recommender.fitted().users.external_ids) if users is None else users
+    return recommender.recommend(
+        targets, spec.k, exclude_seen=spec.exclude_seen, filters=spec.filters
+    )
+
+
+@dataclass(frozen=True)
+class QuerySpec:
+    """Items for someone with no history, from a trained model folder.
+
+    Give ``text`` (free text), ``preferences`` (item feature -> wanted value(s)), a ``basket``
+    (ids of items the visitor interacted with) or several; ``filters`` limits the items.
+    """
+
+    model: Path
+    text: str | None = None
+    preferences: Mapping[str, Any] | None = None
+    basket: Sequence[object] = ()
+    k: int = 10
+    filters: Constraint | None = None
+
+    def __post_init__(self) -> None:
+        if self.text is None and self.preferences is None and not self.basket:
+            raise DataError("give --text, --prefer, --basket or several")
+        if self.preferences is not None and (
+            not isinstance(self.preferences, Mapping) or not self.preferences
+        ):
+            raise DataError('--prefer must be a JSON object, e.g. {"category": "books"}')
+
+
+def query(spec: QuerySpec) -> pd.DataFrame:
+    """The top ``spec.k`` items for the query: ``item_id, rank, score``.
+
+    ``attrs["source"]`` names the route that answered (the model's own scoring, or a shared
+    route: basket, keywords, preferences, popularity), ``attrs.get("note")`` why, if a later
+    route answered.
+    """
+    from rekko.models import Query, load_model
+
+    wanted = Query(
+        text=spec.text,
+        preferences=dict(spec.preferences) if spec.preferences is not None else None,
+        basket=list(spec.basket),
+    )
+    return load_model(spec.model).recommend_query(wanted, spec.k, filters=spec.filters)
+
+
+def predict(model: Path, pairs: Path) -> pd.DataFrame:
+    """Predicted ratings for the ``user_id, item_id`` pairs of the CSV file ``pairs``:
+    ``user_id, item_id, prediction`` (models trained on explicit ratings)."""
+    from rekko.models import load_model
+
+    recommender = load_model(model)
+    frame = _read_csv(pairs)
+    missing = {"user_id", "item_id"} - set(frame.columns)
+    if missing:
+        raise DataError(f"missing column(s) {sorted(missing)}", source=str(pairs))
+    frame["prediction"] = recommender.predict(list(frame["user_id"]), list(frame["item_id"]))
+    return frame[["user_id", "item_id", "prediction"]]
+
+
+def similar(model: Path, items: Sequence[object], k: int = 10) -> pd.DataFrame:
+    """The ``k`` items most similar to each of ``items``, from a trained model folder."""
+    from rekko.models import load_model
+
+    return load_model(model).similar_items(items, k)
+
+
+# -- data sets -----------------------------------------------------------------------------
+def explore(
+    data: DataSpec,
+    output: Path,
+    *,
+    images: ImageFormat | None = None,
+    loaded: Loaded | None = None,
+) -> Path:
+    """Write an HTML report of ``data`` to ``output`` (and each chart as an ``images`` file);
+    returns the report's path."""
+    if images not in (None, "svg", "png"):
+        raise DataError("--images must be svg or png")
+    from rekko.reports import explore_report
+
+    return explore_report(_load(data, loaded), output, image_format=images)
+
+
+@dataclass(frozen=True)
+class SplitResult:
+    """The interactions of the training and test parts (aggregated pairs)."""
+
+    train: pd.DataFrame
+    test: pd.DataFrame
+    data: Dataset
+
+
+def split(
+    data: DataSpec,
+    strategy: str = "random",
+    *,
+    test_fraction: float = 0.2,
+    seed: int = 42,
+    loaded: Loaded | None = None,
+) -> SplitResult:
+    """Split the interactions of ``data`` into a training and a test part (see
+    :func:`rekko.data.splits.make_split` for the strategies)."""
+    from rekko.data.splits import make_split
+
+    splitter = make_split(strategy, test_fraction=test_fraction, seed=seed)
+    dataset = _load(data, loaded)
+    train_part, test_part = splitter.split(dataset)
+    return SplitResult(train_part.to_frame(), test_part.to_frame(), dataset)
+
+
+def summarize(data: DataSpec, *, loaded: Loaded | None = None) -> dict[str, Any]:
+    """The summary of a data set (counts, density, cold-start shares); the demo shop when
+    ``data`` names no data set and no interactions."""
+    if data.dataset is None and data.interactions is None:
+        data = data.model_copy(update={"dataset": BUILTIN_DEMO})
+    return _load(data, loaded).summary()
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """What the demo did: the data, the offline evaluation, the folder, the lists shown."""
+
+    data: Dataset
+    metrics: pd.DataFrame
+    output: Path
+    recommendations: pd.DataFrame
+
+
+def demo(
+    model: str = "ease",
+    output: Path = Path("models/demo"),
+    *,
+    users: int = 3,
+    k: int = 5,
+    loaded: Loaded | None = None,
+) -> DemoResult:
+    """The main job on the built-in demo shop: compare ``model`` with popularity on a per-user
+    80/20 split, train ``model`` on all data, save it to ``output`` and recommend ``k`` items
+    (with their titles) to the first ``users`` users."""
+    from rekko.data.splits import RandomSplit
+    from rekko.evaluation import evaluate as run_evaluation
+    from rekko.models import create_model
+
+    names = dict.fromkeys([model, "popularity"])
+    candidates = {name: create_model(name) for name in names}
+    data = _load(DataSpec(dataset=BUILTIN_DEMO), loaded)
+    metrics = run_evaluation(candidates, data, RandomSplit())
+    recommender = create_model(model).fit(data)
+    recommender.save(output)
+    logger.info("saved the %s model trained on all data to %s", model, output)
+    recs = recommender.recommend(list(data.users.external_ids[:users]), k)
+    if data.item_features is not None and "title" in data.item_features.frame:
+        titles = data.item_features.frame["title"].to_numpy()
+        recs["title"] = titles[data.items.to_index(recs["item_id"])]
+    return DemoResult(data, metrics, output, recs)
 
 
 # -- evaluate ------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import typer
 from typer.testing import CliRunner
 
 from rekko import cli
-from rekko.config import DATA_OPTIONS, DataSpec
+from rekko.config import DATA_OPTIONS, INTERACTION_OPTIONS, DataSpec
 
 ALL = {option.name for option in DATA_OPTIONS}
 FEATURES = {"items", "users", "item_kinds", "user_kinds"}
@@ -46,6 +46,10 @@ def commands() -> dict[tuple[str, ...], Any]:
 def test_every_data_option_is_a_data_setting() -> None:
     assert set(DataSpec.model_fields) >= ALL
     assert len(ALL) == len(DATA_OPTIONS) == 16
+    assert {option.name for option in DATA_OPTIONS if option.features} == FEATURES
+    assert set(INTERACTION_OPTIONS) == ALL - FEATURES
+    spec = DataSpec(interactions="a.csv", user_kinds="age=numeric", items="items.csv")
+    assert spec.feature_settings() == ["items", "user_kinds"]
 
 
 @pytest.mark.parametrize("path", sorted(commands()), ids=" ".join)
