@@ -17,7 +17,9 @@ What it does (method and results are written up in ``benchmarks/service.md``):
 6. ``ratio``: the ``recs`` load against rekko and against a bare FastAPI app under uvicorn
    that returns a fixed body of the same shape (``benchmarks/bare_app.py``, the same worker
    count), interleaved round by round in one run; reports each side's median requests/s,
-   rekko's p99 and the ratio.
+   rekko's p99 and the ratio;
+7. ``workers``: the ``recs`` load against the same service with ``--workers N`` and with one
+   worker (two servers on the same database and model), interleaved; reports the scaling.
 
 ``--data demo`` serves the built-in demo shop (the service's default data) instead of
 MovieLens-100K.
@@ -28,6 +30,8 @@ Everything is bounded in time and count and talks to 127.0.0.1 only. Usage::
     .venv/bin/python benchmarks/service_load.py --scenario recs --duration 20 --workers 2
     .venv/bin/python benchmarks/service_load.py --scenario ratio --model hybrid --data demo \
         --workers 1 --connections 16 --threads 2 --rounds 5 --duration 8
+    .venv/bin/python benchmarks/service_load.py --scenario workers --workers 2 \
+        --connections 16 --threads 2 --rounds 5 --duration 8
 """
 
 from __future__ import annotations
@@ -395,6 +399,35 @@ def bare_app(port: int, workers: int) -> AbstractContextManager[subprocess.Popen
     return child_server(command, port, "the bare app")
 
 
+def interleaved_runs(
+    ports: dict[str, int],
+    users: list[str],
+    connections: int,
+    duration: float,
+    rounds: int,
+    threads: int,
+) -> dict[str, list[dict[str, Any]]]:
+    """The same wrk load against each server in ``ports``, interleaved: the order rotates
+    every round, so that a slower or faster stretch of a shared machine hits every side."""
+    if not shutil.which("wrk"):
+        raise SystemExit("the ratio and workers scenarios need wrk (Debian's wrk package)")
+    sides = list(ports)
+    runs: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
+    for side in sides:  # warm-up
+        run_wrk(ports[side], users, connections, 2, threads)
+    for number in range(rounds):
+        shift = number % len(sides)
+        for side in sides[shift:] + sides[:shift]:
+            row = run_wrk(ports[side], users, connections, duration, threads)
+            print(json.dumps({"side": side, "round": number, **row}))
+            runs[side].append(row)
+    return runs
+
+
+def _median(rows: list[dict[str, Any]], key: str) -> float:
+    return float(np.median([row[key] for row in rows]))
+
+
 def ratio_runs(
     ports: dict[str, int],
     users: list[str],
@@ -404,31 +437,46 @@ def ratio_runs(
     threads: int,
 ) -> dict[str, Any]:
     """rekko against the bare app, interleaved (the order alternates each round)."""
-    if not shutil.which("wrk"):
-        raise SystemExit("the ratio scenario needs wrk (Debian's wrk package)")
-    runs: dict[str, list[dict[str, Any]]] = {"rekko": [], "bare": []}
-    for side in runs:  # warm-up
-        run_wrk(ports[side], users, connections, 2, threads)
-    for number in range(rounds):
-        for side in ("bare", "rekko") if number % 2 == 0 else ("rekko", "bare"):
-            row = run_wrk(ports[side], users, connections, duration, threads)
-            print(json.dumps({"side": side, "round": number, **row}))
-            runs[side].append(row)
-
-    def median(side: str, key: str) -> float:
-        return float(np.median([row[key] for row in runs[side]]))
-
+    runs = interleaved_runs(ports, users, connections, duration, rounds, threads)
     return {
         "connections": connections,
         "threads": threads,
         "rounds": rounds,
         "duration_s": duration,
-        "rekko_rps": median("rekko", "rps"),
-        "bare_rps": median("bare", "rps"),
-        "ratio": median("rekko", "rps") / median("bare", "rps"),
-        "rekko_p50_ms": median("rekko", "p50_ms"),
-        "rekko_p99_ms": median("rekko", "p99_ms"),
-        "bare_p99_ms": median("bare", "p99_ms"),
+        "rekko_rps": _median(runs["rekko"], "rps"),
+        "bare_rps": _median(runs["bare"], "rps"),
+        "ratio": _median(runs["rekko"], "rps") / _median(runs["bare"], "rps"),
+        "rekko_p50_ms": _median(runs["rekko"], "p50_ms"),
+        "rekko_p99_ms": _median(runs["rekko"], "p99_ms"),
+        "bare_p99_ms": _median(runs["bare"], "p99_ms"),
+        "failed": sum(row["failed"] for side in runs for row in runs[side]),
+        "runs": runs,
+    }
+
+
+def workers_runs(
+    ports: dict[str, int],
+    users: list[str],
+    connections: int,
+    duration: float,
+    rounds: int,
+    threads: int,
+) -> dict[str, Any]:
+    """The same service and model with one worker process and with ``--workers N``,
+    interleaved; ``scaling`` is N workers' requests/s over one worker's."""
+    runs = interleaved_runs(ports, users, connections, duration, rounds, threads)
+    one, many = list(ports)
+    return {
+        "connections": connections,
+        "threads": threads,
+        "rounds": rounds,
+        "duration_s": duration,
+        "sides": [one, many],
+        f"{one}_rps": _median(runs[one], "rps"),
+        f"{many}_rps": _median(runs[many], "rps"),
+        "scaling": _median(runs[many], "rps") / _median(runs[one], "rps"),
+        f"{one}_p99_ms": _median(runs[one], "p99_ms"),
+        f"{many}_p99_ms": _median(runs[many], "p99_ms"),
         "failed": sum(row["failed"] for side in runs for row in runs[side]),
         "runs": runs,
     }
@@ -438,7 +486,9 @@ def ratio_runs(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--scenario", choices=["recs", "events", "swap", "ratio", "all"], default="all"
+        "--scenario",
+        choices=["recs", "events", "swap", "ratio", "workers", "all"],
+        default="all",
     )
     parser.add_argument("--data", choices=["ml100k", "demo"], default="ml100k")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
@@ -508,6 +558,23 @@ def main() -> None:
                     results["ratio"] = [
                         ratio_runs(
                             {"rekko": port, "bare": bare_port},
+                            users,
+                            connections,
+                            args.duration,
+                            args.rounds,
+                            args.threads,
+                        )
+                        for connections in args.connections
+                    ]
+            if args.scenario == "workers":
+                if args.workers < 2:
+                    raise SystemExit("--scenario workers compares --workers N (N >= 2) with 1")
+                one_port = free_port()
+                single = {**environ, "REKKO_PORT": str(one_port), "REKKO_WORKERS": "1"}
+                with running_service(single, one_port):
+                    results["workers"] = [
+                        workers_runs(
+                            {"1 worker": one_port, f"{args.workers} workers": port},
                             users,
                             connections,
                             args.duration,

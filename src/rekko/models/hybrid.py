@@ -66,18 +66,21 @@ def normalise_scores(
         else np.broadcast_to(np.asarray(mask, dtype=bool), values.shape)
     )
     finite = np.isfinite(values)
-    valid = allowed & finite
-    low = np.where(valid, values, np.inf).min(axis=1, keepdims=True)
-    high = np.where(valid, values, -np.inf).max(axis=1, keepdims=True)
+    all_finite = bool(finite.all())  # the usual case: fewer passes (this runs per request)
+    valid = allowed if all_finite else allowed & finite
+    low = values.min(axis=1, keepdims=True, where=valid, initial=np.inf)
+    high = values.max(axis=1, keepdims=True, where=valid, initial=-np.inf)
     empty = ~np.isfinite(low)
-    low[empty] = 0.0
-    high[empty] = 0.0
-    values = np.where(finite, values, np.where(values > 0, high, low))
+    if empty.any():
+        low[empty] = 0.0
+        high[empty] = 0.0
+    if not all_finite:
+        values = np.where(finite, values, np.where(values > 0, high, low))
     span = high - low
     varied = allowed & (span > 0)
     if method == "minmax":
         out = (values - low) / np.where(span > 0, span, 1.0)
-        return np.where(varied, np.clip(out, 0.0, 1.0), 0.0)
+        return np.where(varied, np.minimum(np.maximum(out, 0.0), 1.0), 0.0)
     counts = allowed.sum(axis=1, keepdims=True)
     if method == "zscore":
         mean = np.where(allowed, values, 0.0).sum(axis=1, keepdims=True) / np.maximum(counts, 1)
@@ -204,6 +207,10 @@ class _Ensemble(Recommender):
         if component.name in _USER_INDEPENDENT:
             users = np.zeros_like(users)
         known = users < self.component_users_[role]
+        if known.all():  # every user (always, for one request): no NaN rows to fill in
+            if isinstance(component, _Ensemble):
+                return component._blend(users, mask)
+            return np.asarray(component._score(users), dtype=np.float64)
         out = np.full((len(users), n_items), np.nan)
         if known.any():
             inner = mask[known] if mask is not None and mask.ndim == 2 else mask
