@@ -90,15 +90,6 @@ def string_array(values: Sequence[str]) -> npt.NDArray[np.str_]:
     return np.asarray(list(values), dtype=str) if len(values) else np.zeros(0, dtype="<U1")
 
 
-def save_weights(prefix: str, weights: Sequence[npt.NDArray[Any]]) -> Arrays:
-    return {f"{prefix}{index}": np.asarray(array) for index, array in enumerate(weights)}
-
-
-def load_weights(prefix: str, arrays: Mapping[str, npt.NDArray[Any]]) -> list[npt.NDArray[Any]]:
-    count = sum(1 for name in arrays if name.startswith(prefix) and name[len(prefix) :].isdigit())
-    return [arrays[f"{prefix}{index}"] for index in range(count)]
-
-
 # -- feature encoding -----------------------------------------------------------------------
 def tokens(value: object) -> list[str]:
     """Lower-case words of a text value."""

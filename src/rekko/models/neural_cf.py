@@ -14,12 +14,14 @@ Neither reads features. On implicit data scores are logits (higher is better).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import Field
 
+from rekko.data.dataset import Dataset
 from rekko.errors import ModelError
 from rekko.models.base import Abilities
 from rekko.models.ranking import Parts, PointwiseModel, PointwiseParams
@@ -42,10 +44,11 @@ class NeuralMF(PointwiseModel):
     def _parts(self) -> Parts:
         return Parts(features=False, dot=True, mlp=False, biases=True, hidden=())
 
-    def _after_fit(self) -> None:
+    def _after_fit(self, dataset: Dataset) -> None:
         self._cache_embeddings()
 
-    def _after_load(self, arrays: dict[str, npt.NDArray[Any]]) -> None:
+    def _restore(self, settings: Mapping[str, Any], arrays: Mapping[str, Any]) -> None:
+        super()._restore(settings, arrays)
         self._cache_embeddings()
 
     def _cache_embeddings(self) -> None:
