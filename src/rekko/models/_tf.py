@@ -210,6 +210,20 @@ class FeatureEncoder:
             }
         return out
 
+    def labels(self) -> dict[str, dict[str, Any]]:
+        """The labels behind each categorical and bag input (code n is label n - 1)."""
+        out: dict[str, dict[str, Any]] = {}
+        for index, name in enumerate(self.categorical):
+            out[f"{self.prefix}cat{index}"] = {"column": name, "labels": self.vocabularies[name]}
+        for index, (name, kind) in enumerate(self.bags):
+            out[f"{self.prefix}bag{index}"] = {
+                "column": name,
+                "kind": kind,
+                "labels": self.vocabularies[name],
+                "tokenizer": "lower-case runs of letters and digits" if kind == "text" else "|",
+            }
+        return out
+
     def encode(self, frame: pd.DataFrame) -> Arrays:
         """Model inputs for every row of ``frame`` (a feature table's frame)."""
         n_rows = len(frame)
@@ -433,6 +447,11 @@ class TowerSpec:
         if self.history_items:
             names.append(f"{self.prefix}history")
         return names + list(self.features)
+
+    def ragged(self) -> frozenset[str]:
+        """The inputs whose second dimension varies (the history and the bags of codes)."""
+        bags = {name for name, (shape, _, _) in self.features.items() if None in shape}
+        return frozenset({f"{self.prefix}history"} if self.history_items else set()) | bags
 
 
 def masked_mean(keras: Any, embedded: Any, codes: Any, power: float = 1.0) -> Any:

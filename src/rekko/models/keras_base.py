@@ -32,6 +32,7 @@ from rekko.data.dataset import Dataset
 from rekko.models import _tf
 from rekko.models._tf import Arrays, FeatureEncoder, TowerSpec
 from rekko.models.base import Params, Recommender
+from rekko.models.contract import SideInputs
 
 logger = logging.getLogger(__name__)
 
@@ -217,6 +218,17 @@ class KerasRecommender(Recommender):
             epoch = stopper.best_epoch
         self.epochs_ = epoch
         self._weights = {name: model.get_weights() for name, model in networks.items()}
+
+    # -- export ---------------------------------------------------------------------------
+    def _side_inputs(self) -> tuple[SideInputs, SideInputs]:
+        """What a pair network reads per user and per item index."""
+        return (
+            SideInputs("user_id", dict(self.user_codes_), np.asarray(self.user_trained_, bool)),
+            SideInputs("item_id", dict(self.item_codes_), np.asarray(self.item_trained_, bool)),
+        )
+
+    def _vocabularies(self) -> dict[str, dict[str, Any]]:
+        return {**self.user_encoder_.labels(), **self.item_encoder_.labels()}
 
     # -- saving ---------------------------------------------------------------------------
     def _state(self) -> dict[str, npt.NDArray[Any]]:

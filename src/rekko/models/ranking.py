@@ -35,6 +35,7 @@ from rekko.errors import ModelError
 from rekko.models import _tf
 from rekko.models._tf import Arrays, TowerSpec
 from rekko.models.base import Abilities
+from rekko.models.contract import ExportContract, Network, PairScorer, ScoreKind
 from rekko.models.keras_base import Batch, KerasParams, KerasRecommender, Training
 from rekko.models.registry import register
 
@@ -408,13 +409,25 @@ class PointwiseModel(KerasRecommender):
         clipped: npt.NDArray[np.float32] = np.clip(raw, low, high).astype(np.float32)
         return clipped
 
-    def pair_model(self) -> tuple[Any, Arrays, dict[str, Any]]:
-        """``(keras model, example inputs, input description)``: one output per pair.
+    # -- export ---------------------------------------------------------------------------
+    def _score_kind(self) -> ScoreKind:
+        """What :meth:`score` returns: a rating on explicit data, else a probability
+        (``ranking``) or a logit."""
+        if self.explicit_:
+            return "rating"
+        return "probability" if self.scores_probabilities else "logit"
 
-        The output is the model's raw score: a logit on implicit data, ``rating - offset`` on
-        explicit data (``offset`` is in the export manifest).
-        """
+    def export_contract(self) -> ExportContract:
+        """The pair network (raw output: a logit, or the rating minus ``offset``) and what it
+        reads per user and item index."""
         self._fitted()
+        users, items = self._side_inputs()
+        offset = self.offset_ if self.explicit_ else 0.0
+        scorer = PairScorer(self._pair_network(), users, items, self._score_kind(), offset)
+        return ExportContract(pair_scorer=scorer, vocabularies=self._vocabularies())
+
+    def _pair_network(self) -> Network:
+        """One Keras model over both sides' inputs, one raw output per pair."""
         _, keras = _tf.tf_modules(self.name)
         networks = self._network()
         _, _, seen = self._fitted()
@@ -438,7 +451,12 @@ class PointwiseModel(KerasRecommender):
         }
         described.update(self.user_encoder_.describe())
         described.update(self.item_encoder_.describe())
-        return keras.Model(inputs, output, name="ranking"), example, described
+        return Network(
+            keras.Model(inputs, output, name="ranking"),
+            example,
+            described,
+            self.user_spec_.ragged() | self.item_spec_.ragged(),
+        )
 
     # -- saving ---------------------------------------------------------------------------
     def _settings(self) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from rekko.index.topk import top_k
 from rekko.models import _tf
 from rekko.models._tf import Arrays, TowerSpec
 from rekko.models.base import Abilities
+from rekko.models.contract import Embeddings, ExportContract, Network
 from rekko.models.keras_base import Batch, KerasParams, KerasRecommender, Training, keras_default
 from rekko.models.query import Query, QueryScores
 from rekko.models.registry import register
@@ -463,22 +464,21 @@ class TwoTower(KerasRecommender):
         vector = self.user_vector_for(query.user_features, query.basket)
         return QueryScores(np.asarray(item_vectors @ vector, dtype=np.float32), self.name)
 
-    def export_embeddings(
-        self,
-    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-        """``(user_vectors, item_vectors, fallback)``: scores are ``user_vectors @ items.T``.
-
-        ``fallback`` is the vector of a user the model does not know (no id, no features, no
-        history). Used by :mod:`rekko.export`.
-        """
+    # -- export ---------------------------------------------------------------------------
+    def export_contract(self) -> ExportContract:
+        """The user and item vectors (the fallback is the user tower with no id, features or
+        history) and the user tower itself, so an app computes a new user's vector."""
+        self._fitted()
         user_vectors, item_vectors = self._vectors()
         assert self.fallback_vector_ is not None
-        return user_vectors, item_vectors, self.fallback_vector_
+        return ExportContract(
+            embeddings=Embeddings(user_vectors, item_vectors, self.fallback_vector_),
+            user_tower=self._user_tower(),
+            vocabularies=self._vocabularies(),
+        )
 
-    def tflite_user_tower(self) -> tuple[Any, Arrays, dict[str, Any]]:
-        """``(keras user tower, example inputs, input description)`` for TFLite export."""
+    def _user_tower(self) -> Network:
         _, _, seen = self._fitted()
-        networks = self._network()
         users = np.arange(min(8, self.n_trained_users_, seen.shape[0]))
         bags = _tf.pad_rows(sp.csr_matrix(seen), users) if self.user_spec_.history_items else None
         example = self._user_inputs(users, bags, known=self.user_trained_[users])
@@ -493,7 +493,7 @@ class TwoTower(KerasRecommender):
                 "kind": "item indices + 1 in items.txt order, 0-padded (the user's items)",
                 "vocabulary_size": self.user_spec_.history_items + 1,
             }
-        return networks["user"], example, described
+        return Network(self._network()["user"], example, described, self.user_spec_.ragged())
 
     # -- saving ---------------------------------------------------------------------------
     def _settings(self) -> dict[str, Any]:
