@@ -18,6 +18,7 @@ from rekko.data.splits import RandomSplit
 from rekko.errors import DataError, ModelError, RekkoError, UnknownIdError
 from rekko.models import Query, Recommender, available_models, create_model, load_model
 from rekko.models.cold import ROUTES
+from rekko.models.contract import SCORE_KINDS, ExportContract, Network, SideInputs
 
 MODELS = available_models()
 
@@ -271,3 +272,79 @@ def test_events_folded_into_a_copy_leave_the_original_serving(name: str, parts) 
     assert model.fitted().seen.shape == (train.n_users, train.n_items)
     assert model.recommend([user], k=1)["item_id"].iloc[0] == item
     assert len(model.recommend(list(train.users.external_ids[:5]), k=4)) == 20
+
+
+# -- export ---------------------------------------------------------------------------------
+def _pair_inputs(
+    users: SideInputs, items: SideInputs, user_index: np.ndarray, item_index: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The pair network's inputs for index pairs, built from the contract alone."""
+    inputs: dict[str, np.ndarray] = {}
+    for side, index in ((users, user_index), (items, item_index)):
+        inputs[side.id_input] = np.where(side.trained[index], index + 1, 0).astype(np.int32)
+        inputs.update({name: np.asarray(codes)[index] for name, codes in side.codes.items()})
+    return inputs
+
+
+def _check_network(network: Network, width: int | None) -> None:
+    rows = {len(array) for array in network.example.values()}
+    output = np.asarray(network.model(dict(network.example), training=False))
+    assert output.dtype == np.float32
+    assert output.shape == ((*rows, width) if width is not None else (*rows,))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_export_contract_is_none_or_well_formed(
+    name: str, fitted: dict[str, Recommender], parts
+) -> None:
+    train, _ = parts
+    model = fitted[name]
+    contract = model.export_contract()
+    if contract is None:
+        from rekko.export import export_savedmodel
+
+        with pytest.raises(ModelError, match=name):
+            export_savedmodel(model, Path("never-written"))
+        return
+    assert isinstance(contract, ExportContract)
+    n_users, n_items = len(model.fitted().users), len(model.fitted().items)
+    users = np.arange(min(8, n_users))
+    if contract.embeddings is not None:
+        embeddings = contract.embeddings
+        assert embeddings.score in SCORE_KINDS
+        assert embeddings.user_vectors.shape == (n_users, embeddings.dim)
+        assert embeddings.item_vectors.shape == (n_items, embeddings.dim)
+        assert embeddings.fallback.shape == (embeddings.dim,)
+        for array in (embeddings.user_vectors, embeddings.item_vectors, embeddings.fallback):
+            assert array.dtype == np.float32 and np.isfinite(array).all()
+        # the vectors give the model's own scores
+        best, scores = model.rank(users, 5, exclude_seen=False)
+        dots = embeddings.user_vectors[users] @ embeddings.item_vectors.T + embeddings.offset
+        np.testing.assert_allclose(
+            np.take_along_axis(dots, best, axis=1), scores, rtol=1e-4, atol=1e-5
+        )
+    if contract.user_tower is not None:
+        assert contract.embeddings is not None
+        _check_network(contract.user_tower, contract.embeddings.dim)
+    if contract.pair_scorer is not None:
+        scorer = contract.pair_scorer
+        assert scorer.score in SCORE_KINDS
+        assert len(scorer.users) == n_users and len(scorer.items) == n_items
+        for side in (scorer.users, scorer.items):
+            for array in side.codes.values():
+                assert array.dtype in (np.int32, np.float32)
+        _check_network(scorer.network, None)
+        # the network's raw output, turned into a score as the contract says, is score()
+        items = np.arange(len(users)) % n_items
+        raw = np.asarray(
+            scorer.network.model(_pair_inputs(scorer.users, scorer.items, users, items)),
+            dtype=np.float64,
+        )
+        score = 1 / (1 + np.exp(-raw)) if scorer.score == "probability" else raw + scorer.offset
+        expected = [
+            model.score(train.users.external_ids[u], [train.items.external_ids[i]])[0]
+            for u, i in zip(users, items, strict=True)
+        ]
+        np.testing.assert_allclose(score, expected, rtol=1e-4, atol=1e-5)
+    for labels in contract.vocabularies.values():
+        assert isinstance(labels["labels"], list)

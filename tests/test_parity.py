@@ -23,21 +23,21 @@ from rekko.store.registry import ModelRegistry, VersionInfo
 pytest.importorskip("tensorflow")
 
 K = 10
-#: Factor models that export a retrieval SavedModel, trained briefly.
+#: Models that export a retrieval SavedModel, trained briefly.
 MODELS: dict[str, dict[str, Any]] = {
+    "als": {"factors": 16, "iterations": 5},
     "neural-mf": {"max_epochs": 5, "deterministic": True},
     "two-tower": {"max_epochs": 5, "deterministic": True},
 }
-#: Models with no SavedModel export (no user/item embeddings to export): library and service.
-NOT_EXPORTED: dict[str, dict[str, Any]] = {"als": {"factors": 16, "iterations": 5}}
+#: Models with no export contract (no user and item vectors): library and service.
+NOT_EXPORTED: dict[str, dict[str, Any]] = {"ease": {}}
 
 
 @pytest.fixture(scope="module")
 def models(small_demo: Dataset, seed: int) -> dict[str, Recommender]:
-    return {
-        name: create_model(name, **params, seed=seed).fit(small_demo)
-        for name, params in {**MODELS, **NOT_EXPORTED}.items()
-    }
+    trained = {name: create_model(name, **params, seed=seed) for name, params in MODELS.items()}
+    trained.update({name: create_model(name, **params) for name, params in NOT_EXPORTED.items()})
+    return {name: model.fit(small_demo) for name, model in trained.items()}
 
 
 @pytest.fixture(scope="module")

@@ -641,7 +641,8 @@ def export_command(
         str, typer.Option("--format", "-f", help="savedmodel (TensorFlow) or tflite (LiteRT).")
     ] = "savedmodel",
 ) -> None:
-    """Export a neural model as a TensorFlow SavedModel or TFLite files, with a manifest."""
+    """Export a model with an export contract (factor models such as als or bpr, and the
+    TensorFlow models) as a TensorFlow SavedModel or TFLite files, with a manifest."""
     from rekko.export import export_model
 
     if fmt not in ("savedmodel", "tflite"):

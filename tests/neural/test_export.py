@@ -24,6 +24,7 @@ from rekko.export import (
 )
 from rekko.models import Recommender, create_model
 from rekko.models._tf import pad_rows
+from rekko.models.contract import ExportContract
 
 FAST = {"max_epochs": 8}
 RETRIEVAL = ("two-tower", "neural-mf", "multitask")
@@ -86,6 +87,12 @@ def saved(models: dict[str, Recommender], tmp_path_factory: pytest.TempPathFacto
     for name, model in models.items():
         export_savedmodel(model, root / name)
     return root
+
+
+def _contract(model: Recommender) -> ExportContract:
+    contract = model.export_contract()
+    assert contract is not None
+    return contract
 
 
 def _users(data: Dataset) -> list[str]:
@@ -178,9 +185,9 @@ def test_savedmodel_recommends_like_rekko_with_tensorflow_alone(
 def test_savedmodel_serves_unknown_users_from_the_fallback_vector(
     answers: dict[str, Any], models: dict[str, Recommender]
 ) -> None:
-    model = models["two-tower"]
-    _, item_vectors, fallback = model.export_embeddings()  # type: ignore[attr-defined]
-    scores = item_vectors @ fallback
+    embeddings = _contract(models["two-tower"]).embeddings
+    assert embeddings is not None
+    scores = embeddings.item_vectors @ embeddings.fallback
     best = np.sort(scores)[::-1][:10]
     np.testing.assert_allclose(answers["two-tower"]["default"]["scores"][-1], best, rtol=1e-5)
 
@@ -238,7 +245,9 @@ def test_tflite_user_tower_matches_rekko(
     }
     inputs["user_history"] = pad_rows(data.matrix, users)
     vectors = run_tflite(folder / "user_tower.tflite", inputs)["vector"]
-    np.testing.assert_allclose(vectors, model.user_vectors_[users], atol=1e-4)  # type: ignore[attr-defined]
+    embeddings = _contract(model).embeddings
+    assert embeddings is not None
+    np.testing.assert_allclose(vectors, embeddings.user_vectors[users], atol=1e-4)
     item_vectors = np.load(folder / "item_vectors.npy")
     np.testing.assert_allclose(vectors @ item_vectors.T, model._score(users), rtol=1e-4, atol=1e-4)
     assert manifest["vocabularies"]["user_cat0"]["column"] == "country"
@@ -251,9 +260,10 @@ def test_tflite_of_neural_mf_has_user_table_and_ranking(
     folder = export_tflite(model, tmp_path / "mf")
     ids = np.asarray([1, 2, 3, 0], dtype=np.int32)
     vectors = run_tflite(folder / "user_tower.tflite", {"user_id": ids})["vector"]
-    user_vectors, _, fallback = model.export_embeddings()  # type: ignore[attr-defined]
-    np.testing.assert_allclose(vectors[:3], user_vectors[:3], atol=1e-6)
-    np.testing.assert_allclose(vectors[3], fallback, atol=1e-6)
+    embeddings = _contract(model).embeddings
+    assert embeddings is not None
+    np.testing.assert_allclose(vectors[:3], embeddings.user_vectors[:3], atol=1e-6)
+    np.testing.assert_allclose(vectors[3], embeddings.fallback, atol=1e-6)
     assert (folder / "ranking.tflite").is_file()
 
 
@@ -267,7 +277,12 @@ def test_tflite_ranking_matches_rekko(
     entry = manifest["models"]["ranking.tflite"]
     users = np.arange(12)
     items = np.arange(12)
-    inputs = model._inputs(users, items)  # type: ignore[attr-defined]
+    scorer = _contract(model).pair_scorer
+    assert scorer is not None
+    inputs = {}  # what an app feeds: ids + 1 (0 when untrained) and the sides' encoded rows
+    for side, index in ((scorer.users, users), (scorer.items, items)):
+        inputs[side.id_input] = np.where(side.trained[index], index + 1, 0).astype(np.int32)
+        inputs.update({name: codes[index] for name, codes in side.codes.items()})
     assert set(inputs) == set(entry["inputs"])
     raw = run_tflite(folder / "ranking.tflite", inputs)["score"]
     expected = np.asarray(
@@ -304,3 +319,26 @@ def test_export_refuses_to_overwrite_other_folders(
     with pytest.raises(ModelError, match="not empty"):
         export_savedmodel(models["neural-mf"], tmp_path)
     assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+def test_factor_models_export_through_the_base_contract(data: Dataset, tmp_path: Path) -> None:
+    # ALS declares no export of its own: the base contract serves its factors
+    model = create_model("als", factors=8, iterations=5).fit(data)
+    folder = export_savedmodel(model, tmp_path / "als")
+    answers = _plain_tf(
+        {
+            "als": {
+                "folder": str(folder),
+                "kind": "retrieval",
+                "users": _users(data),
+                "k": 4,
+                "exclude": [],
+            }
+        }
+    )["als"]["default"]
+    assert answers["known"] == [True] * 12 + [False]
+    expected = model.recommend(_users(data)[:12], k=10)
+    for row, user in enumerate(_users(data)[:12]):
+        mine = expected[expected["user_id"].astype(str) == user]
+        _same_ranking(answers["item_ids"][row], answers["scores"][row], mine, atol=1e-4)
+    assert read_manifest(folder)["score"] == "score"

@@ -2,8 +2,9 @@
 
 Importing this package does not import TensorFlow; the export functions do. Each export
 folder holds a ``manifest.json`` (inputs, outputs, vocabulary sizes, rekko version, data
-fingerprint) next to the files. See :mod:`rekko.export.savedmodel` and
-:mod:`rekko.export.tflite` for what each format answers.
+fingerprint) next to the files. The exporters read only what the model declares in its
+:meth:`~rekko.models.base.Recommender.export_contract` (:mod:`rekko.models.contract`). See
+:mod:`rekko.export.savedmodel` and :mod:`rekko.export.tflite` for what each format answers.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from rekko.errors import ModelError
-from rekko.export._common import EmbeddingModel, PairModel, read_manifest
+from rekko.export._common import read_manifest
 from rekko.export.savedmodel import export_ranking_savedmodel, export_savedmodel
 from rekko.export.tflite import export_tflite, run_tflite
 
@@ -36,9 +37,7 @@ def export_model(model_dir: Path, fmt: ExportFormat, output: Path) -> Path:
 
 
 __all__ = [
-    "EmbeddingModel",
     "ExportFormat",
-    "PairModel",
     "export_model",
     "export_ranking_savedmodel",
     "export_savedmodel",

@@ -1,4 +1,4 @@
-"""What every export shares: which models export how, the manifest, id lists."""
+"""What every export shares: the model's export contract, the manifest, id lists."""
 
 from __future__ import annotations
 
@@ -6,42 +6,34 @@ import json
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from rekko.errors import ModelError
 from rekko.models.base import Recommender
+from rekko.models.contract import ExportContract
 
 MANIFEST = "manifest.json"
 FORMAT = "rekko-export"
 FORMAT_VERSION = 1
 
 
-@runtime_checkable
-class EmbeddingModel(Protocol):
-    """A model whose scores are ``user_vectors @ item_vectors.T`` (two-tower, neural-mf...).
-
-    ``fallback`` is the vector used for a user the model does not know.
-    """
-
-    def export_embeddings(
-        self,
-    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]: ...
-
-
-@runtime_checkable
-class PairModel(Protocol):
-    """A model with a Keras network scoring (user, item) pairs (ranking, neural-mlp...)."""
-
-    def pair_model(self) -> tuple[Any, dict[str, npt.NDArray[Any]], dict[str, Any]]: ...
+def contract_of(model: Recommender, what: str) -> ExportContract:
+    """The export contract of a fitted ``model``, or a clear error naming it."""
+    model.fitted()
+    contract = model.export_contract()
+    if contract is None:
+        raise not_exportable(model, what)
+    return contract
 
 
 def not_exportable(model: Recommender, what: str) -> ModelError:
     return ModelError(
         f"model '{model.name}' cannot be exported as {what}: it has neither user/item embeddings "
-        "(two-tower, multitask, neural-mf) nor a pair-scoring network (ranking, neural-mlp)"
+        "(two-tower, multitask, neural-mf, als, bpr) nor a pair-scoring network (ranking, "
+        "neural-mlp); its export_contract() is None"
     )
 
 

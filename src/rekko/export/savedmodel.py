@@ -1,6 +1,7 @@
 """SavedModel exports that answer with TensorFlow alone (no rekko, no custom Python).
 
-Retrieval (models with user/item embeddings: two-tower, multitask, neural-mf). The SavedModel
+Retrieval (models with user/item embeddings: two-tower, multitask, neural-mf, als, bpr). The
+SavedModel
 holds the id tables, every known user's vector, the item vectors and each user's training
 items, and brute-force top-K:
 
@@ -15,8 +16,11 @@ Each returns ``item_ids`` (string, batch x k), ``scores`` (float32, batch x k) a
 of the model as it was exported (events added later with ``add_interactions`` are not in the
 export: re-export, or pass them in ``exclude``). A user the model does not know gets the
 model's fallback vector (two-tower: the user tower with no id, features or history;
-neural-mf: the unknown-id embedding) and ``known`` false. Where fewer than ``k`` items qualify,
-the remaining slots hold an empty id and a score of ``-inf``.
+neural-mf: the unknown-id embedding; als, bpr: the mean user vector) and ``known`` false.
+Where fewer than ``k`` items qualify, the remaining slots hold an empty id and a score of
+``-inf``.
+
+What is exported comes from the model's :class:`~rekko.models.contract.ExportContract` only.
 
 Ranking (pointwise models: ranking, neural-mlp, neural-mf): ``serving_default(user_ids,
 item_ids)`` -> ``scores`` per pair, equal to ``model.score``; unknown users or items use the
@@ -29,13 +33,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import scipy.sparse as sp
 
-from rekko.errors import ModelError
 from rekko.export._common import (
-    EmbeddingModel,
-    PairModel,
+    contract_of,
     external_strings,
     not_exportable,
     prepare_folder,
@@ -44,6 +45,7 @@ from rekko.export._common import (
 )
 from rekko.models._tf import tf_modules
 from rekko.models.base import Recommender
+from rekko.models.contract import Embeddings, PairScorer
 
 #: ``k`` of the ``serving_default`` signature of retrieval exports.
 DEFAULT_K = 10
@@ -56,28 +58,23 @@ def export_savedmodel(model: Recommender, directory: str | Path) -> Path:
     pair-scoring models (``ranking``, ``neural-mlp``) the ranking SavedModel. Returns the
     folder. An existing export in ``directory`` is replaced.
     """
-    model.fitted()
-    if isinstance(model, EmbeddingModel):
-        return _export_retrieval(model, directory)
-    if isinstance(model, PairModel):
-        return export_ranking_savedmodel(model, directory)
-    raise not_exportable(model, "a SavedModel")
+    contract = contract_of(model, "a SavedModel")
+    if contract.embeddings is not None:
+        return _export_retrieval(model, contract.embeddings, directory)
+    assert contract.pair_scorer is not None  # a contract holds one or both
+    return _export_ranking(model, contract.pair_scorer, directory)
 
 
-def _export_retrieval(model: Recommender, directory: str | Path) -> Path:
+def _export_retrieval(model: Recommender, embeddings: Embeddings, directory: str | Path) -> Path:
     tf, _ = tf_modules(model.name)
-    assert isinstance(model, EmbeddingModel)
     user_map, item_map, seen = model.fitted()
-    user_vectors, item_vectors, fallback = model.export_embeddings()
     seen = sp.csr_matrix(seen)
     seen.sort_indices()
     module = _retrieval_module(
         tf,
         external_strings(user_map.external_ids),
-        np.asarray(user_vectors, dtype=np.float32),
-        np.asarray(fallback, dtype=np.float32),
+        embeddings,
         external_strings(item_map.external_ids),
-        np.asarray(item_vectors, dtype=np.float32),
         seen,
     )
     folder = prepare_folder(directory)
@@ -99,7 +96,9 @@ def _export_retrieval(model: Recommender, directory: str | Path) -> Path:
             "load": "tf.saved_model.load(folder).signatures['serving_default']"
             "(user_ids=tf.constant(['42']))",
             "vocabulary_sizes": {"users": len(user_map), "items": len(item_map)},
-            "embedding_dim": int(item_vectors.shape[1]),
+            "embedding_dim": embeddings.dim,
+            "score": embeddings.score,
+            "offset": embeddings.offset,
             "default_k": DEFAULT_K,
             "exclusion": (
                 "each user's training items are baked in and excluded when exclude_seen is "
@@ -142,13 +141,12 @@ def _retrieval_outputs() -> dict[str, str]:
 def _retrieval_module(
     tf: Any,
     user_ids: list[str],
-    user_vectors: npt.NDArray[np.float32],
-    fallback: npt.NDArray[np.float32],
+    embeddings: Embeddings,
     item_ids: list[str],
-    item_vectors: npt.NDArray[np.float32],
     seen: sp.csr_matrix,
 ) -> Any:
     n_items = len(item_ids)
+    offset = float(embeddings.offset)
 
     module_base: Any = tf.Module
 
@@ -157,9 +155,15 @@ def _retrieval_module(
             super().__init__(name="rekko_retrieval")
             self.user_table = _table(tf, user_ids)
             self.item_table = _table(tf, item_ids)
-            self.user_vectors = tf.Variable(user_vectors, trainable=False, name="user_vectors")
-            self.fallback = tf.Variable(fallback, trainable=False, name="fallback_vector")
-            self.item_vectors = tf.Variable(item_vectors, trainable=False, name="item_vectors")
+            self.user_vectors = tf.Variable(
+                embeddings.user_vectors, trainable=False, name="user_vectors"
+            )
+            self.fallback = tf.Variable(
+                embeddings.fallback, trainable=False, name="fallback_vector"
+            )
+            self.item_vectors = tf.Variable(
+                embeddings.item_vectors, trainable=False, name="item_vectors"
+            )
             self.item_ids = tf.Variable(
                 tf.constant(item_ids, dtype=tf.string), trainable=False, name="item_ids"
             )
@@ -178,6 +182,8 @@ def _retrieval_module(
                 known[:, None], tf.gather(self.user_vectors, safe), self.fallback[None, :]
             )
             scores = tf.matmul(vectors, self.item_vectors, transpose_b=True)
+            if offset:
+                scores = scores + tf.constant(offset, tf.float32)
             negative = tf.constant(-np.inf, tf.float32)
             seen_rows = tf.gather(
                 tf.RaggedTensor.from_row_splits(self.seen_items, self.seen_splits), safe
@@ -252,15 +258,19 @@ def export_ranking_savedmodel(model: Recommender, directory: str | Path) -> Path
     model trained on ratings, else a probability (``ranking``) or a logit (``neural-mlp``,
     ``neural-mf``).
     """
-    if not isinstance(model, PairModel):
+    contract = contract_of(model, "a ranking SavedModel")
+    if contract.pair_scorer is None:
         raise not_exportable(model, "a ranking SavedModel")
+    return _export_ranking(model, contract.pair_scorer, directory)
+
+
+def _export_ranking(model: Recommender, scorer: PairScorer, directory: str | Path) -> Path:
     tf, _ = tf_modules(model.name)
     user_map, item_map, _ = model.fitted()
-    network, _, described = model.pair_model()
-    tables = _pair_tables(model)
-    offset = float(getattr(model, "offset_", 0.0))
-    explicit = bool(getattr(model, "explicit_", False))
-    probability = bool(getattr(model, "scores_probabilities", False)) and not explicit
+    network = scorer.network.model
+    sides = {"user": scorer.users, "item": scorer.items}
+    probability = scorer.score == "probability"
+    offset = 0.0 if probability else float(scorer.offset)
     user_keys = external_strings(user_map.external_ids)
     item_keys = external_strings(item_map.external_ids)
 
@@ -272,33 +282,39 @@ def export_ranking_savedmodel(model: Recommender, directory: str | Path) -> Path
             self.network = network
             self.user_table = _table(tf, user_keys)
             self.item_table = _table(tf, item_keys)
+            self.trained = {
+                side: tf.Variable(inputs.trained, trainable=False, name=f"{side}_trained")
+                for side, inputs in sides.items()
+            }
             self.codes = {
-                name: tf.Variable(array, trainable=False, name=name)
-                for name, array in tables.items()
+                side: {
+                    name: tf.Variable(np.asarray(array), trainable=False, name=name)
+                    for name, array in inputs.codes.items()
+                }
+                for side, inputs in sides.items()
             }
 
         def _serve(self, user_ids: Any, item_ids: Any) -> Any:
-            users = self.user_table.lookup(user_ids)
-            items = self.item_table.lookup(item_ids)
+            lookups = {
+                "user": self.user_table.lookup(user_ids),
+                "item": self.item_table.lookup(item_ids),
+            }
             inputs: dict[str, Any] = {}
-            for side, index in (("user", users), ("item", items)):
+            for side, index in lookups.items():
                 known = index >= 0
                 safe = tf.maximum(index, 0)
-                trained = tf.gather(self.codes[f"{side}_trained"], safe)
-                inputs[f"{side}_id"] = tf.where(
+                trained = tf.gather(self.trained[side], safe)
+                inputs[sides[side].id_input] = tf.where(
                     tf.logical_and(known, trained), tf.cast(safe + 1, tf.int32), 0
                 )
-                for name, variable in self.codes.items():
-                    if name.startswith(f"{side}_") and name not in (f"{side}_trained",):
-                        rows = tf.gather(variable, safe)
-                        mask = tf.reshape(known, [-1] + [1] * (len(variable.shape) - 1))
-                        inputs[name] = tf.where(mask, rows, tf.zeros_like(rows))
+                for name, variable in self.codes[side].items():
+                    rows = tf.gather(variable, safe)
+                    mask = tf.reshape(known, [-1] + [1] * (len(variable.shape) - 1))
+                    inputs[name] = tf.where(mask, rows, tf.zeros_like(rows))
             raw = self.network(inputs, training=False)
             if probability:
-                scores = tf.sigmoid(raw)
-            else:
-                scores = raw + tf.constant(offset if explicit else 0.0, tf.float32)
-            return {"scores": scores}
+                return {"scores": tf.sigmoid(raw)}
+            return {"scores": raw + tf.constant(offset, tf.float32)}
 
         serve = tf.function(
             _serve,
@@ -324,11 +340,12 @@ def export_ranking_savedmodel(model: Recommender, directory: str | Path) -> Path
                 "items": len(item_map),
                 **{
                     name: spec["vocabulary_size"]
-                    for name, spec in described.items()
+                    for name, spec in scorer.network.inputs.items()
                     if "vocabulary_size" in spec
                 },
             },
-            "score": "rating" if explicit else ("probability" if probability else "logit"),
+            "score": scorer.score,
+            "offset": offset,
             "signatures": {
                 "serving_default": {
                     "inputs": {"user_ids": "string [batch]", "item_ids": "string [batch]"},
@@ -339,16 +356,3 @@ def export_ranking_savedmodel(model: Recommender, directory: str | Path) -> Path
         },
     )
     return folder
-
-
-def _pair_tables(model: Recommender) -> dict[str, npt.NDArray[Any]]:
-    """Per-user and per-item encoded features plus 'trained' flags, for in-graph lookups."""
-    tables: dict[str, npt.NDArray[Any]] = {}
-    for side in ("user", "item"):
-        codes = getattr(model, f"{side}_codes_", None)
-        trained = getattr(model, f"{side}_trained_", None)
-        if codes is None or trained is None:
-            raise ModelError(f"model '{model.name}' lacks the {side} tables needed for export")
-        tables.update({name: np.asarray(array) for name, array in codes.items()})
-        tables[f"{side}_trained"] = np.asarray(trained, dtype=bool)
-    return tables

@@ -7,12 +7,13 @@ with the vocabularies described in ``manifest.json``. Files written:
 * ``user_tower.tflite`` (models with embeddings): signature ``serving_default`` returning
   ``vector`` (float32 [batch, dim]). Two-tower and multitask export their real user tower
   (inputs: a bag of item indices, features, the user id if the model uses one), so a new user
-  gets a vector from a few events on the device; other embedding models (neural-mf) export
-  their user table (input ``user_id``). ``item_vectors.npy`` holds the item vectors: a user's
-  scores are ``item_vectors @ vector``.
+  gets a vector from a few events on the device; other embedding models (neural-mf, als, bpr)
+  export their user vectors (input ``user_id``). ``item_vectors.npy`` holds the item vectors:
+  a user's scores are ``item_vectors @ vector``.
 * ``ranking.tflite`` (pair-scoring models): signature ``serving_default`` returning ``score``
   (float32 [batch]): the raw output (logit, or rating minus the manifest's ``offset``).
 
+What is exported comes from the model's :class:`~rekko.models.contract.ExportContract` only.
 Every file is checked after conversion: the LiteRT interpreter must reproduce the Keras
 outputs on real examples (the largest difference is written to the manifest).
 """
@@ -28,16 +29,10 @@ import numpy as np
 import numpy.typing as npt
 
 from rekko.errors import ModelError
-from rekko.export._common import (
-    EmbeddingModel,
-    PairModel,
-    not_exportable,
-    prepare_folder,
-    write_ids,
-    write_manifest,
-)
+from rekko.export._common import contract_of, prepare_folder, write_ids, write_manifest
 from rekko.models._tf import tf_modules
 from rekko.models.base import Recommender
+from rekko.models.contract import Embeddings, Network
 
 #: Largest absolute difference allowed between LiteRT and Keras outputs after conversion.
 TOLERANCE = 1e-3
@@ -49,33 +44,33 @@ def export_tflite(model: Recommender, directory: str | Path) -> Path:
     Raises :class:`~rekko.errors.ModelError` for models with neither embeddings nor a
     pair-scoring network, or when a converted file does not reproduce the Keras outputs.
     """
-    model.fitted()
-    if not isinstance(model, (EmbeddingModel, PairModel)):
-        raise not_exportable(model, "TFLite")
+    contract = contract_of(model, "TFLite")
     folder = prepare_folder(directory)
     files = write_ids(folder, model)
     entries: dict[str, Any] = {}
-    if isinstance(model, EmbeddingModel):
-        network, example, described = _user_tower(model)
-        difference = _convert(network, example, "vector", folder / "user_tower.tflite")
-        _, item_vectors, _ = model.export_embeddings()
-        np.save(folder / "item_vectors.npy", np.asarray(item_vectors, dtype=np.float32))
+    if contract.embeddings is not None:
+        embeddings = contract.embeddings
+        tower = contract.user_tower or _lookup_tower(embeddings)
+        difference = _convert(tower, "vector", folder / "user_tower.tflite")
+        np.save(folder / "item_vectors.npy", embeddings.item_vectors)
         files["item_vectors.npy"] = "float32 [items, dim]: scores = item_vectors @ vector"
         entries["user_tower.tflite"] = {
             "signature": "serving_default",
-            "inputs": described,
-            "outputs": {"vector": f"float32 [batch, {item_vectors.shape[1]}]"},
+            "inputs": dict(tower.inputs),
+            "outputs": {"vector": f"float32 [batch, {embeddings.dim}]"},
+            "score": embeddings.score,
+            "offset": embeddings.offset,
             "max_abs_difference_vs_keras": difference,
         }
-    if isinstance(model, PairModel):
-        network, example, described = model.pair_model()
-        difference = _convert(network, example, "score", folder / "ranking.tflite")
+    if contract.pair_scorer is not None:
+        scorer = contract.pair_scorer
+        difference = _convert(scorer.network, "score", folder / "ranking.tflite")
         entries["ranking.tflite"] = {
             "signature": "serving_default",
-            "inputs": described,
+            "inputs": dict(scorer.network.inputs),
             "outputs": {"score": "float32 [batch]: logit, or rating minus offset"},
-            "offset": float(getattr(model, "offset_", 0.0)),
-            "score": "rating" if getattr(model, "explicit_", False) else "logit",
+            "offset": float(scorer.offset),
+            "score": "rating" if scorer.score == "rating" else "logit",
             "max_abs_difference_vs_keras": difference,
         }
     user_map, item_map, _ = model.fitted()
@@ -89,7 +84,7 @@ def export_tflite(model: Recommender, directory: str | Path) -> Path:
         model,
         "tflite",
         {
-            "vocabularies": _vocabularies(model),
+            "vocabularies": dict(contract.vocabularies),
             "vocabulary_sizes": vocabulary_sizes,
             "models": entries,
             "files": {**files, **{name: "LiteRT flatbuffer" for name in entries}},
@@ -98,15 +93,10 @@ def export_tflite(model: Recommender, directory: str | Path) -> Path:
     return folder
 
 
-def _user_tower(model: EmbeddingModel) -> tuple[Any, dict[str, npt.NDArray[Any]], dict[str, Any]]:
-    """The model's own user tower, or a lookup of its user vectors."""
-    tower = getattr(model, "tflite_user_tower", None)
-    if tower is not None:
-        result: tuple[Any, dict[str, npt.NDArray[Any]], dict[str, Any]] = tower()
-        return result
+def _lookup_tower(embeddings: Embeddings) -> Network:
+    """A user tower that looks up the user vectors (row 0: the fallback vector)."""
     _, keras = tf_modules()
-    user_vectors, _, fallback = model.export_embeddings()
-    table = np.vstack([fallback[None, :], user_vectors]).astype(np.float32)
+    table = np.vstack([embeddings.fallback[None, :], embeddings.user_vectors]).astype(np.float32)
     ids = keras.Input((), dtype="int32", name="user_id")
     layer = keras.layers.Embedding(len(table), table.shape[1], name="user_vectors")
     network = keras.Model({"user_id": ids}, layer(ids))
@@ -118,17 +108,18 @@ def _user_tower(model: EmbeddingModel) -> tuple[Any, dict[str, npt.NDArray[Any]]
             "vocabulary_size": len(table),
         }
     }
-    return network, example, described
+    return Network(network, example, described)
 
 
-def _convert(network: Any, example: dict[str, npt.NDArray[Any]], output: str, path: Path) -> float:
-    """Convert a Keras model to ``path`` and return the largest difference on ``example``."""
+def _convert(network: Network, output: str, path: Path) -> float:
+    """Convert a Keras model to ``path`` and return the largest difference on its example."""
     tf, keras = tf_modules()
+    model, example = network.model, network.example
     specs = {
         name: tf.TensorSpec(
             (None, *(None for _ in array.shape[1:])), tf.as_dtype(array.dtype), name=name
         )
-        if name.endswith("history") or "_bag" in name
+        if name in network.ragged
         else tf.TensorSpec((None, *array.shape[1:]), tf.as_dtype(array.dtype), name=name)
         for name, array in example.items()
     }
@@ -136,17 +127,17 @@ def _convert(network: Any, example: dict[str, npt.NDArray[Any]], output: str, pa
         # Keras 3's own SavedModel export freezes its variables correctly for the converter
         # (a Keras model saved inside a tf.Module does not).
         archive = keras.export.ExportArchive()
-        archive.track(network)
+        archive.track(model)
         archive.add_endpoint(
             name="serving_default",
-            fn=lambda inputs: {output: network(inputs, training=False)},
+            fn=lambda inputs: {output: model(inputs, training=False)},
             input_signature=[specs],
         )
         archive.write_out(scratch, verbose=False)
         content = tf.lite.TFLiteConverter.from_saved_model(scratch).convert()
     path.write_bytes(content)
-    expected = np.asarray(network(example, training=False), dtype=np.float32)
-    actual = run_tflite(path, example)[output]
+    expected = np.asarray(model(dict(example), training=False), dtype=np.float32)
+    actual = run_tflite(path, dict(example))[output]
     if actual.shape != expected.shape:
         raise ModelError(f"{path.name}: LiteRT output shape {actual.shape} != {expected.shape}")
     difference = float(np.max(np.abs(actual - expected))) if expected.size else 0.0
@@ -170,22 +161,3 @@ def run_tflite(path: str | Path, inputs: dict[str, npt.NDArray[Any]]) -> dict[st
     runner = interpreter.get_signature_runner("serving_default")
     outputs = runner(**{name: np.ascontiguousarray(array) for name, array in inputs.items()})
     return {name: np.asarray(value) for name, value in outputs.items()}
-
-
-def _vocabularies(model: Recommender) -> dict[str, Any]:
-    """Feature vocabularies (code n is entry n - 1; 0 is unknown) by model input name."""
-    out: dict[str, Any] = {}
-    for side in ("user", "item"):
-        encoder = getattr(model, f"{side}_encoder_", None)
-        if encoder is None:
-            continue
-        for index, name in enumerate(encoder.categorical):
-            out[f"{side}_cat{index}"] = {"column": name, "labels": encoder.vocabularies[name]}
-        for index, (name, kind) in enumerate(encoder.bags):
-            out[f"{side}_bag{index}"] = {
-                "column": name,
-                "kind": kind,
-                "labels": encoder.vocabularies[name],
-                "tokenizer": "lower-case runs of letters and digits" if kind == "text" else "|",
-            }
-    return out

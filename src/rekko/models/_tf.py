@@ -90,15 +90,6 @@ def string_array(values: Sequence[str]) -> npt.NDArray[np.str_]:
     return np.asarray(list(values), dtype=str) if len(values) else np.zeros(0, dtype="<U1")
 
 
-def save_weights(prefix: str, weights: Sequence[npt.NDArray[Any]]) -> Arrays:
-    return {f"{prefix}{index}": np.asarray(array) for index, array in enumerate(weights)}
-
-
-def load_weights(prefix: str, arrays: Mapping[str, npt.NDArray[Any]]) -> list[npt.NDArray[Any]]:
-    count = sum(1 for name in arrays if name.startswith(prefix) and name[len(prefix) :].isdigit())
-    return [arrays[f"{prefix}{index}"] for index in range(count)]
-
-
 # -- feature encoding -----------------------------------------------------------------------
 def tokens(value: object) -> list[str]:
     """Lower-case words of a text value."""
@@ -216,6 +207,20 @@ class FeatureEncoder:
                 "kind": "numeric",
                 "means": list(self.means),
                 "scales": list(self.scales),
+            }
+        return out
+
+    def labels(self) -> dict[str, dict[str, Any]]:
+        """The labels behind each categorical and bag input (code n is label n - 1)."""
+        out: dict[str, dict[str, Any]] = {}
+        for index, name in enumerate(self.categorical):
+            out[f"{self.prefix}cat{index}"] = {"column": name, "labels": self.vocabularies[name]}
+        for index, (name, kind) in enumerate(self.bags):
+            out[f"{self.prefix}bag{index}"] = {
+                "column": name,
+                "kind": kind,
+                "labels": self.vocabularies[name],
+                "tokenizer": "lower-case runs of letters and digits" if kind == "text" else "|",
             }
         return out
 
@@ -442,6 +447,11 @@ class TowerSpec:
         if self.history_items:
             names.append(f"{self.prefix}history")
         return names + list(self.features)
+
+    def ragged(self) -> frozenset[str]:
+        """The inputs whose second dimension varies (the history and the bags of codes)."""
+        bags = {name for name, (shape, _, _) in self.features.items() if None in shape}
+        return frozenset({f"{self.prefix}history"} if self.history_items else set()) | bags
 
 
 def masked_mean(keras: Any, embedded: Any, codes: Any, power: float = 1.0) -> Any:

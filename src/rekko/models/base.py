@@ -37,6 +37,7 @@ from rekko.data.idmap import IdMap
 from rekko.errors import DataError, ModelError, NotFittedError
 from rekko.index.ann import IndexCache, IndexMode, TopK, wants_ann
 from rekko.index.topk import top_k
+from rekko.models.contract import Embeddings, ExportContract, ScoreKind
 from rekko.models.query import PreferenceError, Query, QueryRanking, QueryScores
 
 logger = logging.getLogger(__name__)
@@ -416,6 +417,28 @@ class Recommender(ABC):
         (ALS, BPR, spark-als, two-tower...), else ``None``. Batch top-K on Spark uses them."""
         self._fitted()
         return self._factors()
+
+    def export_contract(self) -> ExportContract | None:
+        """What the exporters (:mod:`rekko.export`) may read of this model, or ``None`` when it
+        cannot be exported.
+
+        The default serves factor models (see :meth:`factors`): their vectors, with the mean
+        user vector for users the model does not know. Models with a network of their own
+        (the Keras models) add it.
+        """
+        factors = self.factors()
+        if factors is None:
+            return None
+        user_vectors, item_vectors = (np.asarray(array, dtype=np.float32) for array in factors)
+        fallback = (
+            user_vectors.mean(axis=0).astype(np.float32)
+            if len(user_vectors)
+            else np.zeros(item_vectors.shape[1], dtype=np.float32)
+        )
+        score: ScoreKind = "rating" if self.abilities.explicit else "score"
+        return ExportContract(
+            embeddings=Embeddings(user_vectors, item_vectors, fallback, score=score)
+        )
 
     # -- people the model does not know ----------------------------------------------------
     def rank_query(

@@ -14,7 +14,7 @@ small ReLU layer. :meth:`MultitaskTwoTower.predict_heads` reads them out for any
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -172,19 +172,21 @@ class MultitaskTwoTower(TwoTower):
                 frame[head] = np.zeros(len(item_index), dtype=np.float32)
         return frame
 
-    def _state(self) -> dict[str, npt.NDArray[Any]]:
-        state = super()._state()
-        state["heads"] = _tf.json_array(
-            {
-                "names": self.head_names_,
-                "weights": self.head_weights_.tolist(),
-                "event_order": self.event_order_,
-                "rating_mean": self.rating_mean_,
-            }
-        )
-        return state
+    def _extra_state(self) -> _tf.Arrays:
+        return {
+            **super()._extra_state(),
+            "heads": _tf.json_array(
+                {
+                    "names": self.head_names_,
+                    "weights": self.head_weights_.tolist(),
+                    "event_order": self.event_order_,
+                    "rating_mean": self.rating_mean_,
+                }
+            ),
+        }
 
-    def _set_extra_state(self, arrays: dict[str, npt.NDArray[Any]]) -> None:
+    def _restore(self, settings: Mapping[str, Any], arrays: Mapping[str, Any]) -> None:
+        super()._restore(settings, arrays)
         heads = _tf.from_json_array(arrays["heads"])
         self.head_names_ = list(heads["names"])
         self.head_weights_ = np.asarray(heads["weights"], dtype=np.float32)

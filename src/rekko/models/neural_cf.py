@@ -14,14 +14,17 @@ Neither reads features. On implicit data scores are logits (higher is better).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import Field
 
-from rekko.errors import ModelError
+from rekko.data.dataset import Dataset
 from rekko.models.base import Abilities
+from rekko.models.contract import Embeddings, ExportContract
 from rekko.models.ranking import Parts, PointwiseModel, PointwiseParams
 from rekko.models.registry import register
 
@@ -42,10 +45,11 @@ class NeuralMF(PointwiseModel):
     def _parts(self) -> Parts:
         return Parts(features=False, dot=True, mlp=False, biases=True, hidden=())
 
-    def _after_fit(self) -> None:
+    def _after_fit(self, dataset: Dataset) -> None:
         self._cache_embeddings()
 
-    def _after_load(self, arrays: dict[str, npt.NDArray[Any]]) -> None:
+    def _restore(self, settings: Mapping[str, Any], arrays: Mapping[str, Any]) -> None:
+        super()._restore(settings, arrays)
         self._cache_embeddings()
 
     def _cache_embeddings(self) -> None:
@@ -90,16 +94,14 @@ class NeuralMF(PointwiseModel):
         unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         return np.asarray(unit[items] @ unit.T, dtype=np.float32)
 
-    def export_embeddings(
-        self,
-    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-        """``(user_vectors, item_vectors, fallback)``: scores are ``user_vectors @ items.T``.
-
-        ``fallback`` is the unknown user's row (the id embedding trained by id dropout).
-        """
-        if not hasattr(self, "user_vectors_"):
-            raise ModelError(f"{self.name}: the model is not trained yet (call fit or load)")
-        return self.user_vectors_, self.item_vectors_, self.user_table_[0]
+    def export_contract(self) -> ExportContract:
+        """The pair network, plus the embeddings: scores are ``user_vectors @ items.T`` and
+        the fallback is the unknown user's row (the id embedding trained by id dropout)."""
+        contract = super().export_contract()
+        embeddings = Embeddings(
+            self.user_vectors_, self.item_vectors_, self.user_table_[0], score=self._score_kind()
+        )
+        return replace(contract, embeddings=embeddings)
 
 
 class NeuralMLPParams(PointwiseParams):

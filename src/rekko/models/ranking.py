@@ -21,7 +21,7 @@ stops when the validation loss stops improving, keeping the best epoch's weights
 from __future__ import annotations
 
 import logging
-import time
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
@@ -30,18 +30,19 @@ import pandas as pd
 import scipy.sparse as sp
 from pydantic import Field
 
-from rekko import progress
 from rekko.data.dataset import Dataset
 from rekko.errors import ModelError
 from rekko.models import _tf
-from rekko.models._tf import Arrays, FeatureEncoder, TowerSpec
-from rekko.models.base import Abilities, Params, Recommender
+from rekko.models._tf import Arrays, TowerSpec
+from rekko.models.base import Abilities
+from rekko.models.contract import ExportContract, Network, PairScorer, ScoreKind
+from rekko.models.keras_base import Batch, KerasParams, KerasRecommender, Training
 from rekko.models.registry import register
 
 logger = logging.getLogger(__name__)
 
 
-class PointwiseParams(Params):
+class PointwiseParams(KerasParams):
     """Settings shared by the pointwise models."""
 
     embedding_dim: int = Field(default=32, ge=1, le=1024, description="Size of the vectors.")
@@ -54,24 +55,6 @@ class PointwiseParams(Params):
         lt=1,
         description="Share of training examples whose ids are replaced by the unknown id.",
     )
-    learning_rate: float = Field(default=0.002, gt=0, description="Adam learning rate.")
-    batch_size: int = Field(default=1024, ge=8, description="Pairs per step.")
-    l2: float = Field(default=1e-5, ge=0, description="L2 penalty on embeddings and weights.")
-    max_epochs: int = Field(default=30, ge=1, description="Most passes over the data.")
-    patience: int = Field(
-        default=2, ge=1, description="Epochs without validation gain before stopping."
-    )
-    validation_fraction: float = Field(
-        default=0.05,
-        ge=0,
-        lt=0.5,
-        description="Interactions held out for early stopping (0: train max_epochs).",
-    )
-    seed: int = Field(default=42, description="Random seed (weights, batches, negatives).")
-    deterministic: bool = Field(
-        default=True, description="Ask TensorFlow for deterministic ops (process-wide)."
-    )
-    verbose: bool = Field(default=False, description="Log a line per epoch at INFO level.")
 
 
 class Parts(NamedTuple):
@@ -84,26 +67,21 @@ class Parts(NamedTuple):
     hidden: tuple[int, ...]
 
 
-class PointwiseModel(Recommender):
+class PointwiseModel(KerasRecommender):
     """Shared training and scoring of the pointwise models (see module doc)."""
 
     abilities = Abilities(explicit=True, uses_features=True)
     Params = PointwiseParams
     params: PointwiseParams
-    #: Optional packages this model needs (the ``tf`` extra).
-    requires: ClassVar[tuple[str, ...]] = ("tensorflow", "keras")
     #: ``_score`` of a model trained on implicit data: a probability (True) or the logit.
     scores_probabilities: ClassVar[bool] = False
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        self._networks: dict[str, Any] | None = None
-        self._weights: dict[str, list[npt.NDArray[Any]]] = {}
         self._item_cache: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None = None
         self._keras: Any = None
         self.explicit_ = False
         self.offset_ = 0.0
-        self.epochs_ = 0
 
     def _parts(self) -> Parts:
         raise NotImplementedError
@@ -122,13 +100,9 @@ class PointwiseModel(Recommender):
     def _prepare(self, dataset: Dataset) -> None:
         p = self.params
         parts = self._parts()
-        use_features = parts.features
-        self.user_encoder_ = FeatureEncoder.fit(
-            "user_", dataset.user_features if use_features else None
-        )
-        self.item_encoder_ = FeatureEncoder.fit(
-            "item_", dataset.item_features if use_features else None
-        )
+        self._declare(dataset.explicit)
+        self._encode_sides(dataset, parts.features, parts.features)
+        self._item_cache = None
         if not (parts.dot or parts.mlp or parts.biases):
             raise ModelError(f"{self.name}: switch on at least one of dot, mlp and biases")
         project = not (self.user_encoder_.is_empty and self.item_encoder_.is_empty)
@@ -152,22 +126,9 @@ class PointwiseModel(Recommender):
             (),
             project,
         )
-        self.user_codes_ = (
-            self.user_encoder_.encode(dataset.user_features.frame)
-            if dataset.user_features is not None and not self.user_encoder_.is_empty
-            else self.user_encoder_.empty(dataset.n_users)
-        )
-        self.item_codes_ = (
-            self.item_encoder_.encode(dataset.item_features.frame)
-            if dataset.item_features is not None and not self.item_encoder_.is_empty
-            else self.item_encoder_.empty(dataset.n_items)
-        )
-        self.user_trained_ = (
-            np.bincount(dataset.interactions["user"].to_numpy(), minlength=dataset.n_users) > 0
-        )
-        self.item_trained_ = dataset.item_popularity > 0
 
     def _build(self, keras: Any) -> dict[str, Any]:
+        self._keras = keras
         p = self.params
         parts = self._parts()
         regularizer = keras.regularizers.L2(p.l2) if p.l2 > 0 else None
@@ -200,16 +161,6 @@ class PointwiseModel(Recommender):
             networks["mlp"] = keras.Model([user, item], keras.ops.squeeze(output, -1))
         return networks
 
-    def _network(self) -> dict[str, Any]:
-        if self._networks is None:
-            _, keras = _tf.tf_modules(self.name)
-            self._keras = keras
-            networks = self._build(keras)
-            for name, model in networks.items():
-                model.set_weights(self._weights[name])
-            self._networks = networks
-        return self._networks
-
     def _forward(self, networks: dict[str, Any], inputs: dict[str, Any], training: bool) -> Any:
         """The raw prediction (logit or rating minus offset) for a batch of pairs."""
         parts = self._parts()
@@ -231,16 +182,10 @@ class PointwiseModel(Recommender):
         return total
 
     # -- training -------------------------------------------------------------------------
-    def _fit(self, dataset: Dataset) -> None:
-        tf, keras = _tf.tf_modules(self.name)
-        self._keras = keras
+    def _training(self, dataset: Dataset, rng: np.random.Generator) -> Training:
+        tf, _ = _tf.tf_modules(self.name)
         p = self.params
-        _tf.seed_everything(p.seed, p.deterministic)
-        rng = np.random.default_rng(p.seed)
-        self._declare(dataset.explicit)
-        self._prepare(dataset)
-        self._networks = networks = self._build(keras)
-        self._item_cache = None
+        networks = self._network()
         users = dataset.interactions["user"].to_numpy(dtype=np.int64)
         items = dataset.interactions["item"].to_numpy(dtype=np.int64)
         values = dataset.interactions["value"].to_numpy(dtype=np.float32)
@@ -259,31 +204,14 @@ class PointwiseModel(Recommender):
             self.rating_range_ = (0.0, 1.0)
             weights = (values / max(float(values[train_rows].mean()), 1e-12)).astype(np.float32)
         seen = dataset.matrix
-        variables = [v for model in networks.values() for v in model.trainable_variables]
-        optimizer = keras.optimizers.Adam(p.learning_rate)
         explicit = self.explicit_
-
-        def step(inputs: Any, targets: Any, sample_weights: Any) -> Any:
-            with tf.GradientTape() as tape:
-                output = self._forward(networks, inputs, True)
-                loss = self._loss(tf, output, targets, sample_weights, explicit)
-                for model in networks.values():
-                    if model.losses:
-                        loss += tf.add_n(model.losses)
-            gradients = tape.gradient(loss, variables)
-            optimizer.apply_gradients(zip(gradients, variables, strict=True))
-            return loss
-
-        train_step = tf.function(step, reduce_retracing=True)
         validation = None
         if held.any():
             validation = self._pairs(
                 users[held], items[held], values[held], weights[held], seen, rng
             )
-        stopper = _tf.EarlyStopping(p.patience, higher_is_better=False)
-        started = time.perf_counter()
-        epoch = 0
-        for epoch in range(1, p.max_epochs + 1):
+
+        def batches(rng: np.random.Generator) -> Iterator[Batch]:
             pairs = self._pairs(
                 users[train_rows],
                 items[train_rows],
@@ -292,35 +220,26 @@ class PointwiseModel(Recommender):
                 seen,
                 rng,
             )
-            losses = []
             for rows in _tf.batches(len(pairs[0]), p.batch_size, rng):
                 inputs = self._inputs(pairs[0][rows], pairs[1][rows], rng)
-                losses.append(float(train_step(inputs, pairs[2][rows], pairs[3][rows])))
-            message = f"{self.name}: epoch {epoch}, loss {np.mean(losses):.4f}"
-            stop = False
-            if validation is not None:
-                value = self._validation_loss(networks, validation)
-                message += f", validation {'rmse' if explicit else 'loss'} {value:.4f}"
-                stop = stopper.update(
-                    epoch, value, lambda: [m.get_weights() for m in networks.values()]
-                )
-            if p.verbose:
-                logger.info("%s (%.1f s)", message, time.perf_counter() - started)
-            else:
-                logger.debug(message)
-            progress.step(f"{self.name} epochs", epoch, p.max_epochs)
-            if stop:
-                break
-        if validation is not None and stopper.best_weights is not None:
-            for model, best in zip(networks.values(), stopper.best_weights, strict=True):
-                model.set_weights(best)
-            epoch = stopper.best_epoch
-        self.epochs_ = epoch
-        self._weights = {name: model.get_weights() for name, model in networks.items()}
-        self._after_fit()
+                yield inputs, pairs[2][rows], pairs[3][rows]
 
-    def _after_fit(self) -> None:
-        """Cache what scoring needs (subclasses)."""
+        def loss(batch: Batch) -> Any:
+            inputs, targets, sample_weights = batch
+            output = self._forward(networks, inputs, True)
+            return self._loss(tf, output, targets, sample_weights, explicit)
+
+        def validate() -> float:
+            assert validation is not None
+            return self._validation_loss(networks, validation)
+
+        return Training(
+            batches=batches,
+            loss=loss,
+            validate=None if validation is None else validate,
+            metric="rmse" if explicit else "loss",
+            higher_is_better=False,
+        )
 
     def _loss(self, tf: Any, output: Any, targets: Any, weights: Any, explicit: bool) -> Any:
         if explicit:
@@ -490,13 +409,25 @@ class PointwiseModel(Recommender):
         clipped: npt.NDArray[np.float32] = np.clip(raw, low, high).astype(np.float32)
         return clipped
 
-    def pair_model(self) -> tuple[Any, Arrays, dict[str, Any]]:
-        """``(keras model, example inputs, input description)``: one output per pair.
+    # -- export ---------------------------------------------------------------------------
+    def _score_kind(self) -> ScoreKind:
+        """What :meth:`score` returns: a rating on explicit data, else a probability
+        (``ranking``) or a logit."""
+        if self.explicit_:
+            return "rating"
+        return "probability" if self.scores_probabilities else "logit"
 
-        The output is the model's raw score: a logit on implicit data, ``rating - offset`` on
-        explicit data (``offset`` is in the export manifest).
-        """
+    def export_contract(self) -> ExportContract:
+        """The pair network (raw output: a logit, or the rating minus ``offset``) and what it
+        reads per user and item index."""
         self._fitted()
+        users, items = self._side_inputs()
+        offset = self.offset_ if self.explicit_ else 0.0
+        scorer = PairScorer(self._pair_network(), users, items, self._score_kind(), offset)
+        return ExportContract(pair_scorer=scorer, vocabularies=self._vocabularies())
+
+    def _pair_network(self) -> Network:
+        """One Keras model over both sides' inputs, one raw output per pair."""
         _, keras = _tf.tf_modules(self.name)
         networks = self._network()
         _, _, seen = self._fitted()
@@ -520,57 +451,27 @@ class PointwiseModel(Recommender):
         }
         described.update(self.user_encoder_.describe())
         described.update(self.item_encoder_.describe())
-        return keras.Model(inputs, output, name="ranking"), example, described
+        return Network(
+            keras.Model(inputs, output, name="ranking"),
+            example,
+            described,
+            self.user_spec_.ragged() | self.item_spec_.ragged(),
+        )
 
     # -- saving ---------------------------------------------------------------------------
-    def _state(self) -> dict[str, npt.NDArray[Any]]:
-        state: dict[str, npt.NDArray[Any]] = {
-            "spec": _tf.json_array(
-                {
-                    "user": self.user_spec_.to_json(),
-                    "item": self.item_spec_.to_json(),
-                    "explicit": self.explicit_,
-                    "offset": self.offset_,
-                    "rating_range": list(self.rating_range_),
-                    "epochs": self.epochs_,
-                }
-            ),
-            "user_trained": self.user_trained_,
-            "item_trained": self.item_trained_,
+    def _settings(self) -> dict[str, Any]:
+        return {
+            "explicit": self.explicit_,
+            "offset": self.offset_,
+            "rating_range": list(self.rating_range_),
         }
-        state.update(self.user_encoder_.state())
-        state.update(self.item_encoder_.state())
-        state.update({f"codes_{k}": v for k, v in self.user_codes_.items()})
-        state.update({f"codes_{k}": v for k, v in self.item_codes_.items()})
-        for name, weights in self._weights.items():
-            state.update(_tf.save_weights(f"weights_{name}__", weights))
-        return state
 
-    def _set_state(self, arrays: dict[str, npt.NDArray[Any]]) -> None:
-        spec = _tf.from_json_array(arrays["spec"])
-        self.user_spec_ = TowerSpec.from_json(spec["user"])
-        self.item_spec_ = TowerSpec.from_json(spec["item"])
-        self._declare(bool(spec["explicit"]))
-        self.offset_ = float(spec["offset"])
-        low, high = spec["rating_range"]
+    def _restore(self, settings: Mapping[str, Any], arrays: Mapping[str, Any]) -> None:
+        self._declare(bool(settings["explicit"]))
+        self.offset_ = float(settings["offset"])
+        low, high = settings["rating_range"]
         self.rating_range_ = (float(low), float(high))
-        self.epochs_ = int(spec["epochs"])
-        self.user_trained_ = arrays["user_trained"]
-        self.item_trained_ = arrays["item_trained"]
-        self.user_encoder_ = FeatureEncoder.from_state("user_", arrays)
-        self.item_encoder_ = FeatureEncoder.from_state("item_", arrays)
-        self.user_codes_ = {k: arrays[f"codes_{k}"] for k in self.user_encoder_.input_specs()}
-        self.item_codes_ = {k: arrays[f"codes_{k}"] for k in self.item_encoder_.input_specs()}
-        names = {
-            name[len("weights_") :].split("__")[0] for name in arrays if name.startswith("weights_")
-        }
-        self._weights = {name: _tf.load_weights(f"weights_{name}__", arrays) for name in names}
-        self._networks = None
         self._item_cache = None
-        self._after_load(arrays)
-
-    def _after_load(self, arrays: dict[str, npt.NDArray[Any]]) -> None:
-        """Restore cached arrays (subclasses)."""
 
 
 class RankingParams(PointwiseParams):

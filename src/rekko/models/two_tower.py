@@ -21,22 +21,22 @@ saving and loading do not need TensorFlow; fold-in, cold users and exports do.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar, Literal
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 from pydantic import Field
 
-from rekko import progress
 from rekko.data.dataset import Dataset
 from rekko.errors import ModelError
 from rekko.index.topk import top_k
 from rekko.models import _tf
-from rekko.models._tf import Arrays, FeatureEncoder, TowerSpec
-from rekko.models.base import Abilities, Params, Recommender
+from rekko.models._tf import Arrays, TowerSpec
+from rekko.models.base import Abilities
+from rekko.models.contract import Embeddings, ExportContract, Network
+from rekko.models.keras_base import Batch, KerasParams, KerasRecommender, Training, keras_default
 from rekko.models.query import Query, QueryScores
 from rekko.models.registry import register
 
@@ -50,7 +50,7 @@ VALIDATION_K = 20
 _NEG = -1e9
 
 
-class TwoTowerParams(Params):
+class TwoTowerParams(KerasParams):
     embedding_dim: int = Field(default=64, ge=2, le=1024, description="Size of the vectors.")
     user_id: bool = Field(
         default=False,
@@ -98,36 +98,19 @@ class TwoTowerParams(Params):
         lt=1,
         description="Share of training examples whose ids are replaced by the unknown id.",
     )
-    learning_rate: float = Field(default=0.005, gt=0, description="Adam learning rate.")
-    batch_size: int = Field(default=1024, ge=8, description="Interactions per step.")
-    l2: float = Field(default=0.0, ge=0, description="L2 penalty on embeddings and weights.")
-    max_epochs: int = Field(default=20, ge=1, description="Most passes over the data.")
-    patience: int = Field(
-        default=2, ge=1, description="Epochs without validation gain before stopping."
-    )
-    validation_fraction: float = Field(
-        default=0.05,
-        ge=0,
-        lt=0.5,
-        description="Interactions held out for early stopping (0: train max_epochs).",
-    )
-    seed: int = Field(default=42, description="Random seed (weights, batches, samples).")
-    deterministic: bool = Field(
-        default=True, description="Ask TensorFlow for deterministic ops (process-wide)."
-    )
-    verbose: bool = Field(default=False, description="Log a line per epoch at INFO level.")
+    learning_rate: float = keras_default("learning_rate", 0.005)
+    l2: float = keras_default("l2", 0.0)
+    max_epochs: int = keras_default("max_epochs", 20)
 
 
 @register
-class TwoTower(Recommender):
+class TwoTower(KerasRecommender):
     """Two-tower retrieval: dot product of a user tower and an item tower (see module doc)."""
 
     name = "two-tower"
     abilities = Abilities(
         cold_users=True, uses_features=True, fold_in=True, similar_items=True, queries=True
     )
-    #: Optional packages this model needs (the ``tf`` extra).
-    requires: ClassVar[tuple[str, ...]] = ("tensorflow", "keras")
     Params = TwoTowerParams
     params: TwoTowerParams
 
@@ -136,20 +119,12 @@ class TwoTower(Recommender):
         self.user_vectors_: npt.NDArray[np.float32] | None = None
         self.item_vectors_: npt.NDArray[np.float32] | None = None
         self.fallback_vector_: npt.NDArray[np.float32] | None = None
-        self._networks: dict[str, Any] | None = None
-        self._weights: dict[str, list[npt.NDArray[Any]]] = {}
         self._tf: Any = None
-        self.epochs_: int = 0
 
     # -- set-up ---------------------------------------------------------------------------
     def _prepare(self, dataset: Dataset) -> None:
         p = self.params
-        self.user_encoder_ = FeatureEncoder.fit(
-            "user_", dataset.user_features if p.user_features else None
-        )
-        self.item_encoder_ = FeatureEncoder.fit(
-            "item_", dataset.item_features if p.item_features else None
-        )
+        self._encode_sides(dataset, p.user_features, p.item_features)
         if not (p.user_id or p.history or not self.user_encoder_.is_empty):
             raise ModelError(
                 f"{self.name}: the user tower has no inputs: set user_id or history, or train "
@@ -178,21 +153,8 @@ class TwoTower(Recommender):
             dim=p.embedding_dim,
             hidden=tuple(p.hidden),
         )
-        self.user_codes_ = (
-            self.user_encoder_.encode(dataset.user_features.frame)
-            if dataset.user_features is not None and not self.user_encoder_.is_empty
-            else self.user_encoder_.empty(dataset.n_users)
-        )
-        self.item_codes_ = (
-            self.item_encoder_.encode(dataset.item_features.frame)
-            if dataset.item_features is not None and not self.item_encoder_.is_empty
-            else self.item_encoder_.empty(dataset.n_items)
-        )
         self.n_trained_users_ = dataset.n_users
-        self.item_trained_ = dataset.item_popularity > 0
-        self.user_trained_ = (
-            np.bincount(dataset.interactions["user"].to_numpy(), minlength=dataset.n_users) > 0
-        )
+        self._prepare_extra(dataset)
 
     def _build(self, keras: Any) -> dict[str, Any]:
         """The Keras models of this model, by name (subclasses add heads)."""
@@ -201,26 +163,12 @@ class TwoTower(Recommender):
             "item": _tf.build_tower(keras, self.item_spec_, self.params.seed + 1, self.params.l2),
         }
 
-    def _network(self) -> dict[str, Any]:
-        """The Keras models, rebuilt from saved weights on first use after ``load``."""
-        if self._networks is None:
-            _, keras = _tf.tf_modules(self.name)
-            networks = self._build(keras)
-            for name, model in networks.items():
-                model.set_weights(self._weights[name])
-            self._networks = networks
-        return self._networks
-
     # -- training -------------------------------------------------------------------------
-    def _fit(self, dataset: Dataset) -> None:
-        tf, keras = _tf.tf_modules(self.name)
+    def _training(self, dataset: Dataset, rng: np.random.Generator) -> Training:
+        tf, _ = _tf.tf_modules(self.name)
         self._tf = tf
         p = self.params
-        _tf.seed_everything(p.seed, p.deterministic)
-        rng = np.random.default_rng(p.seed)
-        self._prepare(dataset)
-        self._prepare_extra(dataset)
-        self._networks = networks = self._build(keras)
+        networks = self._network()
         users = dataset.interactions["user"].to_numpy(dtype=np.int64)
         items = dataset.interactions["item"].to_numpy(dtype=np.int64)
         held = (
@@ -233,17 +181,11 @@ class TwoTower(Recommender):
         full = p.softmax == "full" or (
             p.softmax == "auto" and dataset.n_items <= FULL_SOFTMAX_MAX_ITEMS
         )
-        variables = [v for model in networks.values() for v in model.trainable_variables]
-        optimizer = keras.optimizers.Adam(p.learning_rate)
-        step = self._make_step(tf, networks, variables, optimizer, full)
         popularity = np.bincount(items[train_rows], minlength=dataset.n_items) + 1.0
         log_q = np.log(popularity / popularity.sum()).astype(np.float32)
-        stopper = _tf.EarlyStopping(p.patience, higher_is_better=True)
         validation = self._validation_set(users[held], items[held], rng)
-        started = time.perf_counter()
-        epoch = 0
-        for epoch in range(1, p.max_epochs + 1):
-            losses = []
+
+        def batches(rng: np.random.Generator) -> Iterator[Batch]:
             for rows in _tf.batches(len(train_rows), p.batch_size, rng):
                 chosen = train_rows[rows]
                 batch_users, batch_items = users[chosen], items[chosen]
@@ -264,93 +206,68 @@ class TwoTower(Recommender):
                         if p.remove_accidental_hits
                         else np.zeros((len(chosen), dataset.n_items), dtype=bool)
                     )
-                    extra = (mask, np.zeros(len(chosen), dtype=np.float32))
+                    correction = np.zeros(len(chosen), dtype=np.float32)
                 else:
-                    same = batch_items[:, None] == batch_items[None, :]
-                    np.fill_diagonal(same, False)
-                    extra = (same, log_q[batch_items])
-                losses.append(
-                    float(
-                        step(
-                            user_inputs,
-                            item_ids,
-                            batch_items.astype(np.int32),
-                            extra[0],
-                            extra[1],
-                            self._extra_targets(chosen),
-                        )
-                    )
+                    mask = batch_items[:, None] == batch_items[None, :]
+                    np.fill_diagonal(mask, False)
+                    correction = log_q[batch_items]
+                yield (
+                    user_inputs,
+                    item_ids,
+                    batch_items.astype(np.int32),
+                    mask,
+                    correction,
+                    self._extra_targets(chosen),
                 )
-            message = f"{self.name}: epoch {epoch}, loss {np.mean(losses):.4f}"
-            stop = False
-            if validation is not None:
-                recall = self._validation_recall(networks, history, validation)
-                message += f", validation recall@{VALIDATION_K} {recall:.4f}"
-                stop = stopper.update(
-                    epoch, recall, lambda: [m.get_weights() for m in networks.values()]
-                )
-            if p.verbose:
-                logger.info("%s (%.1f s)", message, time.perf_counter() - started)
-            else:
-                logger.debug(message)
-            progress.step(f"{self.name} epochs", epoch, p.max_epochs)
-            if stop:
-                break
-        if validation is not None and stopper.best_weights is not None:
-            for model, weights in zip(networks.values(), stopper.best_weights, strict=True):
-                model.set_weights(weights)
-            epoch = stopper.best_epoch
-        self.epochs_ = epoch
-        self._weights = {name: model.get_weights() for name, model in networks.items()}
-        self._cache_vectors(dataset.matrix)
 
-    def _make_step(
-        self, tf: Any, networks: dict[str, Any], variables: list[Any], optimizer: Any, full: bool
-    ) -> Any:
+        def validate() -> float:
+            assert validation is not None
+            return self._validation_recall(networks, history, validation)
+
+        return Training(
+            batches=batches,
+            loss=self._loss(tf, networks, full),
+            validate=None if validation is None else validate,
+            metric=f"recall@{VALIDATION_K}",
+            higher_is_better=True,
+        )
+
+    def _loss(self, tf: Any, networks: dict[str, Any], full: bool) -> Any:
+        """The retrieval loss of a batch (plus the extra objectives of subclasses)."""
         temperature = float(self.params.temperature)
         item_inputs_all = {k: tf.constant(v) for k, v in self.item_codes_.items()}
         remove_hits = self.params.remove_accidental_hits
 
-        def step(
-            user_inputs: Any,
-            item_ids: Any,
-            positives: Any,
-            mask: Any,
-            log_q: Any,
-            targets: Any,
-        ) -> Any:
-            with tf.GradientTape() as tape:
-                user_vectors = networks["user"](user_inputs, training=True)
-                if full:
-                    item_inputs = dict(item_inputs_all)
-                    if self.item_spec_.use_id:
-                        item_inputs["item_id"] = item_ids
-                    all_items = networks["item"](item_inputs, training=True)
-                    logits = tf.matmul(user_vectors, all_items, transpose_b=True) / temperature
-                    labels = positives
-                    item_vectors = tf.gather(all_items, positives)
-                else:
-                    item_inputs = {k: tf.gather(v, positives) for k, v in item_inputs_all.items()}
-                    if self.item_spec_.use_id:
-                        item_inputs["item_id"] = item_ids
-                    item_vectors = networks["item"](item_inputs, training=True)
-                    logits = tf.matmul(user_vectors, item_vectors, transpose_b=True) / temperature
-                    logits = logits - log_q[None, :]
-                    labels = tf.range(tf.shape(logits)[0])
-                if remove_hits or not full:
-                    logits = tf.where(mask, tf.constant(_NEG, logits.dtype), logits)
-                loss = tf.reduce_mean(
-                    tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
-                )
-                loss = self._combine_loss(loss, networks, user_vectors, item_vectors, targets)
-                for model in networks.values():
-                    if model.losses:
-                        loss += tf.add_n(model.losses)
-            gradients = tape.gradient(loss, variables)
-            optimizer.apply_gradients(zip(gradients, variables, strict=True))
-            return loss
+        def loss(batch: Batch) -> Any:
+            user_inputs, item_ids, positives, mask, log_q, targets = batch
+            user_vectors = networks["user"](user_inputs, training=True)
+            if full:
+                item_inputs = dict(item_inputs_all)
+                if self.item_spec_.use_id:
+                    item_inputs["item_id"] = item_ids
+                all_items = networks["item"](item_inputs, training=True)
+                logits = tf.matmul(user_vectors, all_items, transpose_b=True) / temperature
+                labels = positives
+                item_vectors = tf.gather(all_items, positives)
+            else:
+                item_inputs = {k: tf.gather(v, positives) for k, v in item_inputs_all.items()}
+                if self.item_spec_.use_id:
+                    item_inputs["item_id"] = item_ids
+                item_vectors = networks["item"](item_inputs, training=True)
+                logits = tf.matmul(user_vectors, item_vectors, transpose_b=True) / temperature
+                logits = logits - log_q[None, :]
+                labels = tf.range(tf.shape(logits)[0])
+            if remove_hits or not full:
+                logits = tf.where(mask, tf.constant(_NEG, logits.dtype), logits)
+            retrieval = tf.reduce_mean(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
+            )
+            return self._combine_loss(retrieval, networks, user_vectors, item_vectors, targets)
 
-        return tf.function(step, reduce_retracing=True)
+        return loss
+
+    def _after_fit(self, dataset: Dataset) -> None:
+        self._cache_vectors(dataset.matrix)
 
     # Hooks for multitask heads ------------------------------------------------------------
     def _prepare_extra(self, dataset: Dataset) -> None:
@@ -469,7 +386,6 @@ class TwoTower(Recommender):
         self, networks: dict[str, Any], history: sp.csr_matrix, validation: sp.csr_matrix
     ) -> float:
         users = np.flatnonzero(np.diff(validation.indptr))
-        self._networks = networks
         item_vectors = _tf.call_in_batches(networks["item"], self._item_inputs())
         user_vectors = self._user_vectors(users, history)
         scores = user_vectors @ item_vectors.T
@@ -501,18 +417,6 @@ class TwoTower(Recommender):
         norms = np.linalg.norm(item_vectors, axis=1, keepdims=True)
         unit = item_vectors / np.maximum(norms, 1e-12)
         return np.asarray(unit[items] @ unit.T, dtype=np.float32)
-
-    def export_embeddings(
-        self,
-    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-        """``(user_vectors, item_vectors, fallback)``: scores are ``user_vectors @ items.T``.
-
-        ``fallback`` is the vector of a user the model does not know (no id, no features, no
-        history). Used by :mod:`rekko.export`.
-        """
-        user_vectors, item_vectors = self._vectors()
-        assert self.fallback_vector_ is not None
-        return user_vectors, item_vectors, self.fallback_vector_
 
     # -- new users ------------------------------------------------------------------------
     def _refresh_users(self, users: npt.NDArray[np.int64]) -> None:
@@ -560,10 +464,21 @@ class TwoTower(Recommender):
         vector = self.user_vector_for(query.user_features, query.basket)
         return QueryScores(np.asarray(item_vectors @ vector, dtype=np.float32), self.name)
 
-    def tflite_user_tower(self) -> tuple[Any, Arrays, dict[str, Any]]:
-        """``(keras user tower, example inputs, input description)`` for TFLite export."""
+    # -- export ---------------------------------------------------------------------------
+    def export_contract(self) -> ExportContract:
+        """The user and item vectors (the fallback is the user tower with no id, features or
+        history) and the user tower itself, so an app computes a new user's vector."""
+        self._fitted()
+        user_vectors, item_vectors = self._vectors()
+        assert self.fallback_vector_ is not None
+        return ExportContract(
+            embeddings=Embeddings(user_vectors, item_vectors, self.fallback_vector_),
+            user_tower=self._user_tower(),
+            vocabularies=self._vocabularies(),
+        )
+
+    def _user_tower(self) -> Network:
         _, _, seen = self._fitted()
-        networks = self._network()
         users = np.arange(min(8, self.n_trained_users_, seen.shape[0]))
         bags = _tf.pad_rows(sp.csr_matrix(seen), users) if self.user_spec_.history_items else None
         example = self._user_inputs(users, bags, known=self.user_trained_[users])
@@ -578,57 +493,26 @@ class TwoTower(Recommender):
                 "kind": "item indices + 1 in items.txt order, 0-padded (the user's items)",
                 "vocabulary_size": self.user_spec_.history_items + 1,
             }
-        return networks["user"], example, described
+        return Network(self._network()["user"], example, described, self.user_spec_.ragged())
 
     # -- saving ---------------------------------------------------------------------------
-    def _state(self) -> dict[str, npt.NDArray[Any]]:
+    def _settings(self) -> dict[str, Any]:
+        return {"n_trained_users": self.n_trained_users_}
+
+    def _extra_state(self) -> Arrays:
         user_vectors, item_vectors = self._vectors()
         assert self.fallback_vector_ is not None
-        state: dict[str, npt.NDArray[Any]] = {
-            "spec": _tf.json_array(
-                {
-                    "user": self.user_spec_.to_json(),
-                    "item": self.item_spec_.to_json(),
-                    "n_trained_users": self.n_trained_users_,
-                    "epochs": self.epochs_,
-                }
-            ),
+        return {
             "user_vectors": user_vectors,
             "item_vectors": item_vectors,
             "fallback_vector": self.fallback_vector_,
-            "item_trained": self.item_trained_,
-            "user_trained": self.user_trained_,
         }
-        state.update(self.user_encoder_.state())
-        state.update(self.item_encoder_.state())
-        state.update({f"codes_{k}": v for k, v in self.user_codes_.items()})
-        state.update({f"codes_{k}": v for k, v in self.item_codes_.items()})
-        for name, weights in self._weights.items():
-            state.update(_tf.save_weights(f"weights_{name}_", weights))
-        return state
 
-    def _set_state(self, arrays: dict[str, npt.NDArray[Any]]) -> None:
-        spec = _tf.from_json_array(arrays["spec"])
-        self.user_spec_ = TowerSpec.from_json(spec["user"])
-        self.item_spec_ = TowerSpec.from_json(spec["item"])
-        self.n_trained_users_ = int(spec["n_trained_users"])
-        self.epochs_ = int(spec["epochs"])
+    def _restore(self, settings: Mapping[str, Any], arrays: Mapping[str, Any]) -> None:
+        self.n_trained_users_ = int(settings["n_trained_users"])
         self.user_vectors_ = arrays["user_vectors"]
         self.item_vectors_ = arrays["item_vectors"]
         self.fallback_vector_ = arrays["fallback_vector"]
-        self.item_trained_ = arrays["item_trained"]
-        self.user_trained_ = arrays["user_trained"]
-        self.user_encoder_ = FeatureEncoder.from_state("user_", arrays)
-        self.item_encoder_ = FeatureEncoder.from_state("item_", arrays)
-        self.user_codes_ = {k: arrays[f"codes_{k}"] for k in self.user_encoder_.input_specs()}
-        self.item_codes_ = {k: arrays[f"codes_{k}"] for k in self.item_encoder_.input_specs()}
-        names = {name.split("_")[1] for name in arrays if name.startswith("weights_")}
-        self._weights = {name: _tf.load_weights(f"weights_{name}_", arrays) for name in names}
-        self._set_extra_state(arrays)
-        self._networks = None
-
-    def _set_extra_state(self, arrays: dict[str, npt.NDArray[Any]]) -> None:
-        """Restore what subclasses add to :meth:`_state`."""
 
 
 def _binary(
