@@ -37,7 +37,7 @@ import numpy.typing as npt
 from sqlalchemy import Engine
 
 from rekko.constraints import Constraint
-from rekko.data.dataset import EventWeights
+from rekko.data.dataset import MAX_VALUE, EventWeights
 from rekko.data.idmap import UNKNOWN
 from rekko.errors import ModelError, UnknownIdError
 from rekko.models.base import Recommender
@@ -198,12 +198,25 @@ class ServedModel:
         users: list[str] = []
         items: list[str] = []
         values: list[float] = []
+        clipped: list[int] = []
         for row in rows:
             value = row.value * float(weights.weights.get(row.event_type, default))
+            if not value <= MAX_VALUE:  # stored before values were bounded, or weighted up
+                value = MAX_VALUE
+                clipped.append(row.id)
             if value > 0:
                 users.append(row.user_id)
                 items.append(row.item_id)
                 values.append(value)
+        if clipped:
+            logger.warning(
+                "model version %s: %d weighted event value(s) above %g clipped to it "
+                "(event rows %s)",
+                self.version,
+                len(clipped),
+                MAX_VALUE,
+                ", ".join(map(str, clipped[:5])) + (", ..." if len(clipped) > 5 else ""),
+            )
         if not users:
             return 0
         fresh = self.model.copy()

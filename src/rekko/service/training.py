@@ -121,10 +121,15 @@ def build_dataset(data: repo.TrainingData, request: TrainingRequest) -> Dataset:
     """The stored events and features as a :class:`Dataset` (implicit, weighted events)."""
     if data.events.empty:
         raise DataError("no events are stored yet: post events to /events first")
+    events = data.events
+    blank = events["event"].astype(str).str.strip() == ""
+    if blank.any():  # stored before event types were checked: they have no weight
+        logger.warning("training leaves out %d event(s) without an event type", int(blank.sum()))
+        events = events[~blank]
     items = _clean_features(data.items, "item_id")
     users = _clean_features(data.users, "user_id")
     return Dataset.from_frame(
-        data.events,
+        events,
         item_features=items,
         user_features=users,
         item_feature_kinds=feature_kinds(items, "item_id", request.item_feature_kinds)
