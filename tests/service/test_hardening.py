@@ -202,3 +202,26 @@ def test_event_time_outside_1970_to_2200_is_rejected(shared: TestClient, time: A
 @pytest.mark.parametrize("time", ["2024-05-01T12:00:00+02:00", "1970-01-01T00:00:00", 1.7e12])
 def test_event_time_in_range_is_accepted(shared: TestClient, time: Any) -> None:
     assert shared.post("/events", json={"events": [_event(time=time)]}).status_code == 200
+
+
+# -- 6: deleted items ------------------------------------------------------------------------
+def test_a_deleted_item_stays_deleted(client: TestClient) -> None:
+    assert client.delete("/items/i0005").json()["status"] == "deleted"
+    for action in ("show", "hide"):
+        response = client.post(f"/items/i0005/{action}")
+        assert response.status_code == 409, response.text
+        assert response.json()["error"] == "conflict" and "deleted" in response.json()["detail"]
+    put = client.put("/items", json={"items": [{"item_id": "i0005", "features": {"a": 1}}]})
+    assert put.status_code == 200
+    shown = client.put("/items", json={"items": [{"item_id": "i0005", "hidden": False}]})
+    assert shown.status_code == 200
+    assert client.get("/items/i0005").json() == {
+        "item_id": "i0005",
+        "status": "deleted",
+        "features": {},
+    }
+    assert client.delete("/items/i0005").status_code == 200  # deleting again is harmless
+    assert client.post("/items/nope/show").status_code == 404
+    for user in ("u0001", "u0002", "u0003"):
+        items = client.get(f"/users/{user}/recommendations", params={"k": 50}).json()["items"]
+        assert "i0005" not in {item["item_id"] for item in items}
