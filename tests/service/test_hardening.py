@@ -14,9 +14,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.exc import OperationalError
 
-from rekko.service import create_app
+from rekko.errors import DataError
+from rekko.service import create_app, training
 from rekko.service.settings import ServeSettings
 from rekko.service.testing import settings_for, temporary_database, wait_for_job
+from rekko.service.training import TrainingOutcome, TrainingRequest
 from rekko.store import repository as repo
 
 
@@ -225,3 +227,33 @@ def test_a_deleted_item_stays_deleted(client: TestClient) -> None:
     for user in ("u0001", "u0002", "u0003"):
         items = client.get(f"/users/{user}/recommendations", params={"k": 50}).json()["items"]
         assert "i0005" not in {item["item_id"] for item in items}
+
+
+# -- 7: what a failed training job reports ---------------------------------------------------
+@pytest.mark.parametrize(
+    ("raised", "expected"),
+    [
+        (
+            OSError("[Errno 13] Permission denied: '/srv/rekko/models/versions/v9/model'"),
+            "OSError (details are in the server log)",
+        ),
+        (
+            DataError("cannot read /srv/rekko/data/events.parquet\nTraceback (most recent call)"),
+            "cannot read .../events.parquet",
+        ),
+    ],
+)
+def test_failed_job_reports_a_safe_message(
+    client: TestClient,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    raised: Exception,
+    expected: str,
+) -> None:
+    def fail(request: TrainingRequest) -> TrainingOutcome:
+        raise raised
+
+    monkeypatch.setattr(training, "train_version", fail)
+    job = wait_for_job(client, client.post("/training/jobs").json()["job_id"])
+    assert job["status"] == "failed" and job["error"] == expected
+    assert "/srv/rekko" in caplog.text  # the details are in the log

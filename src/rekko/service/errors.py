@@ -9,6 +9,7 @@ unexpected is logged with its traceback and answered with a bare 500.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -29,6 +30,23 @@ class ApiError(Exception):
         self.status = status
         self.code = code
         self.detail = detail
+
+
+#: An absolute file path of three or more parts (a URL path such as ``/training/jobs`` is
+#: not one).
+_SERVER_PATH = re.compile(r"(?<![\w.~])(?:[A-Za-z]:)?[/\\](?:[\w.@+-]+[/\\]){2,}([\w.@+-]*)")
+
+
+def public_message(error: BaseException, limit: int = 300) -> str:
+    """What a caller may read about ``error``: the first line of rekko's own messages with
+    server paths cut to their last part; for anything else only the exception's class (the
+    details belong in the server log)."""
+    if not isinstance(error, RekkoError):
+        return f"{type(error).__name__} (details are in the server log)"
+    lines = str(error).strip().splitlines()
+    text = _SERVER_PATH.sub(lambda found: f".../{found.group(1)}", lines[0] if lines else "")
+    text = text or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def invalid(field: str, reason: str) -> ApiError:

@@ -35,6 +35,7 @@ from rekko.data.splits import TemporalSplit
 from rekko.errors import DataError, RekkoError
 from rekko.evaluation.evaluate import Protocol, evaluate
 from rekko.models.registry import create_model
+from rekko.service.errors import public_message
 from rekko.service.settings import GATE_METRIC
 from rekko.store import repository as repo
 from rekko.store.db import create_db_engine
@@ -348,9 +349,12 @@ class JobRunner:
             succeeded = True
         except Exception as error:
             logger.exception("training job %s failed", job_id)
-            message = str(error) if isinstance(error, RekkoError) else repr(error)
             repo.update_job(
-                self.engine, job_id, status="failed", error=message[:2000], finished_at=time.time()
+                self.engine,
+                job_id,
+                status="failed",
+                error=public_message(error),
+                finished_at=time.time(),
             )
         finally:
             done.set()
