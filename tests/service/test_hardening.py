@@ -3,8 +3,10 @@ harmless) and the service keeps working afterwards, also across a restart."""
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -257,3 +259,62 @@ def test_failed_job_reports_a_safe_message(
     job = wait_for_job(client, client.post("/training/jobs").json()["job_id"])
     assert job["status"] == "failed" and job["error"] == expected
     assert "/srv/rekko" in caplog.text  # the details are in the log
+
+
+# -- 8: training jobs coalesce; the sync loop survives a failing step ------------------------
+def test_training_jobs_coalesce_per_configuration(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = threading.Event()
+
+    def slow(request: TrainingRequest) -> TrainingOutcome:
+        release.wait(30)
+        raise DataError("stopped by the test")
+
+    monkeypatch.setattr(training, "train_version", slow)
+    try:
+        first = client.post("/training/jobs", json={"algorithm": "popularity"})
+        assert first.status_code == 202
+        again = client.post("/training/jobs", json={"algorithm": "popularity"})
+        assert again.status_code == 409, again.text
+        assert again.json()["error"] == "conflict"
+        assert again.json()["job_id"] == first.json()["job_id"]
+        other = client.post("/training/jobs", json={"algorithm": "popularity", "params": {}})
+        assert other.status_code == 409  # the same parameters as the server's default
+        queued = client.post("/training/jobs", json={"algorithm": "als", "params": {"factors": 8}})
+        assert queued.status_code == 202
+        repeat = client.post("/training/jobs", json={"algorithm": "als", "params": {"factors": 8}})
+        assert repeat.status_code == 409 and repeat.json()["job_id"] == queued.json()["job_id"]
+        unfinished = repo.unfinished_jobs(_state(client).engine)
+        assert {job["job_id"] for job in unfinished} == {
+            first.json()["job_id"],
+            queued.json()["job_id"],
+        }
+    finally:
+        release.set()
+    for job in (first, queued):
+        assert wait_for_job(client, job.json()["job_id"])["status"] == "failed"
+    assert client.post("/training/jobs", json={"algorithm": "popularity"}).status_code == 202
+
+
+def test_sync_loop_survives_a_failing_step(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = _state(client)
+
+    def broken(engine: Any) -> int:
+        raise RuntimeError("the catalogue is unreachable")
+
+    monkeypatch.setattr(state.catalogue, "refresh", broken)
+    caplog.set_level(logging.INFO, logger="rekko.service.state")
+    for _ in range(5):
+        state.sync()
+    failures = [r for r in caplog.records if "sync step catalogue failed" in r.getMessage()]
+    assert len(failures) == 1
+    metrics = client.get("/metrics").text
+    [line] = [row for row in metrics.splitlines() if row.startswith("rekko_sync_failures_total")]
+    assert 'step="catalogue"' in line and float(line.split()[-1]) >= 5
+    assert client.post("/events", json={"events": [_event()]}).status_code == 200
+    monkeypatch.undo()
+    state.sync()
+    assert "sync step catalogue works again" in caplog.text

@@ -52,7 +52,12 @@ Activation = Literal["auto", "never"]
 
 
 class TrainingBusyError(RekkoError):
-    """Another training job holds the training lease."""
+    """A training job cannot start now: another one holds the training lease, or the same
+    configuration is already queued or running (``job_id`` names that job when known)."""
+
+    def __init__(self, message: str, job_id: str | None = None) -> None:
+        super().__init__(message)
+        self.job_id = job_id
 
 
 @dataclass(frozen=True)
@@ -236,7 +241,11 @@ def _spawned(request: TrainingRequest) -> TrainingOutcome:
 
 class JobRunner:
     """Runs one training job at a time per process, and at most one across processes (a
-    lease in the database). Job state lives in the database, so any worker answers status."""
+    lease in the database). Job state lives in the database, so any worker answers status.
+
+    Jobs of other configurations wait in this process's queue; a configuration (algorithm
+    and parameters) is queued or running at most once.
+    """
 
     def __init__(
         self,
@@ -260,6 +269,8 @@ class JobRunner:
         self._threads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rekko-train")
         self._running: Future[None] | None = None
         self._lock = threading.Lock()
+        #: Jobs of this process not finished yet: job id -> (algorithm, parameters).
+        self._pending: dict[str, tuple[str, dict[str, Any]]] = {}
 
     def start(
         self,
@@ -270,21 +281,37 @@ class JobRunner:
         *,
         executor: Literal["process", "thread"] | None = None,
     ) -> str:
-        """Queue a job and return its id; raises :class:`TrainingBusyError` if one is running."""
+        """Queue a job and return its id. Raises :class:`TrainingBusyError` when another
+        process is training, or when this configuration is already queued or running here."""
         with self._lock:
+            wanted = (algorithm, dict(params))
+            for job_id, pending in self._pending.items():
+                if pending == wanted:
+                    raise TrainingBusyError(
+                        f"a {algorithm} job with these parameters is already queued or "
+                        f"running: {job_id}",
+                        job_id,
+                    )
             if not repo.try_acquire_lease(self.engine, TRAINING_LEASE, self.holder, LEASE_TTL_S):
-                raise TrainingBusyError("a training job is already running; try again when it ends")
+                running = repo.unfinished_jobs(self.engine)
+                raise TrainingBusyError(
+                    "a training job is already running; try again when it ends",
+                    running[0]["job_id"] if running else None,
+                )
             job_id = secrets.token_hex(8)
             try:
                 repo.create_job(
                     self.engine, job_id, trigger=trigger, algorithm=algorithm, params=params
                 )
                 request = self.make_request(job_id, algorithm, dict(params))
+                self._pending[job_id] = wanted
                 self._running = self._threads.submit(
                     self._run, request, activate, executor or self.executor
                 )
             except BaseException:
-                repo.release_lease(self.engine, TRAINING_LEASE, self.holder)
+                self._pending.pop(job_id, None)
+                if not self._pending:
+                    repo.release_lease(self.engine, TRAINING_LEASE, self.holder)
                 raise
             return job_id
 
@@ -325,6 +352,9 @@ class JobRunner:
         heartbeat = threading.Thread(target=self._renew_lease, args=(done,), daemon=True)
         heartbeat.start()
         try:
+            # The lease may have lapsed while this job waited behind another one.
+            if not repo.try_acquire_lease(self.engine, TRAINING_LEASE, self.holder, LEASE_TTL_S):
+                raise TrainingBusyError("another process started training while this job waited")
             repo.update_job(self.engine, job_id, status="running", started_at=time.time())
             outcome = self._train(request, executor)
             if activate == "auto" and outcome.accepted:
@@ -359,7 +389,10 @@ class JobRunner:
         finally:
             done.set()
             heartbeat.join()
-            repo.release_lease(self.engine, TRAINING_LEASE, self.holder)
+            with self._lock:
+                self._pending.pop(job_id, None)
+                if not self._pending:  # the next queued job keeps the lease
+                    repo.release_lease(self.engine, TRAINING_LEASE, self.holder)
             if self.on_finished is not None:
                 try:
                     self.on_finished(job_id, succeeded, activated)

@@ -501,6 +501,18 @@ def last_finished_job(engine: Engine) -> dict[str, Any] | None:
     return None if row is None else _job_dict(row)
 
 
+def unfinished_jobs(engine: Engine) -> list[dict[str, Any]]:
+    """Queued and running jobs, running ones first, then the oldest."""
+    running_first = case((training_jobs.c.status == "running", 0), else_=1)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(training_jobs)
+            .where(training_jobs.c.status.in_(["queued", "running"]))
+            .order_by(running_first, training_jobs.c.created_at)
+        )
+        return [_job_dict(row) for row in rows]
+
+
 def fail_stale_jobs(engine: Engine, older_than: float) -> int:
     """Mark queued/running jobs created before ``older_than`` as failed (a process died)."""
     with write_transaction(engine) as connection:

@@ -59,7 +59,9 @@ def _pointer_out(pointer: Pointer) -> PointerOut:
 @router.post("/training/jobs", status_code=202, response_model=JobStarted, summary="Train")
 async def start_training(request: Request, body: TrainRequest | None = None) -> JobStarted:
     """Start a training job on the stored data (in the background). The new version is
-    activated when it passes the quality gate (see ``GET /training/jobs/{job_id}``)."""
+    activated when it passes the quality gate (see ``GET /training/jobs/{job_id}``). While a
+    job of the same algorithm and parameters is queued or running, this answers 409 with that
+    job's ``job_id``."""
     state = service(request)
     body = body or TrainRequest.model_validate({})
     algorithm = body.algorithm or state.settings.model
@@ -74,7 +76,8 @@ async def start_training(request: Request, body: TrainRequest | None = None) -> 
     try:
         job_id = await run_in_threadpool(state.jobs.start, "api", algorithm, params, body.activate)
     except TrainingBusyError as error:
-        raise ApiError(409, "conflict", str(error)) from None
+        extra = {"job_id": error.job_id} if error.job_id else None
+        raise ApiError(409, "conflict", str(error), extra) from None
     return JobStarted(job_id=job_id, status_url=f"/training/jobs/{job_id}")
 
 
