@@ -3,21 +3,24 @@ harmless) and the service keeps working afterwards, also across a restart."""
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
+import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.exc import OperationalError
 
 from rekko.errors import DataError
-from rekko.service import create_app, training
+from rekko.service import create_app, serving, training
 from rekko.service.settings import ServeSettings
 from rekko.service.testing import settings_for, temporary_database, wait_for_job
 from rekko.service.training import TrainingOutcome, TrainingRequest
@@ -318,3 +321,79 @@ def test_sync_loop_survives_a_failing_step(
     monkeypatch.undo()
     state.sync()
     assert "sync step catalogue works again" in caplog.text
+
+
+# -- 5: activating a version that cannot serve -----------------------------------------------
+def _broken_copy(client: TestClient, damage: str) -> str:
+    """A copy of the active version with its state damaged; returns its name."""
+    registry = _state(client).registry
+    active = registry.active
+    name = f"v0099-broken-{damage}"
+    folder = registry.path(name)
+    shutil.copytree(registry.path(active), folder)
+    info = json.loads((folder / "version.json").read_text())
+    (folder / "version.json").write_text(json.dumps({**info, "version": name}))
+    state_file = folder / "model" / "state.npz"
+    if damage == "bytes":
+        state_file.write_bytes(b"not a zip file")
+    else:  # arrays that load but do not fit together
+        with np.load(state_file, allow_pickle=False) as arrays:
+            state = {key: arrays[key] for key in arrays.files}
+        state["als__item_factors"] = state["als__item_factors"][:, :3].copy()
+        np.savez(state_file, **state)
+    return name
+
+
+@pytest.mark.parametrize("damage", ["bytes", "shape"])
+def test_a_version_that_cannot_serve_is_not_activated(settings: ServeSettings, damage: str) -> None:
+    with TestClient(create_app(settings)) as client:
+        before = client.get("/models/active").json()
+        broken = _broken_copy(client, damage)
+        response = client.post(f"/models/{broken}/activate")
+        field, reason = _problem(response)
+        assert field == "path.version" and broken in reason
+        assert str(settings.model_dir) not in response.text and "/versions/" not in response.text
+        assert client.get("/models/active").json() == before
+        split = client.put("/models/split", json={"version": broken, "share": 0.5})
+        assert _problem(split)[0] == "body.version"
+        assert client.get("/models/active").json() == before
+        assert client.get("/ready").json()["model_version"] == before["active"]
+        _finite_recommendations(client)
+        assert client.get("/users/nobody/recommendations").status_code == 200
+    with TestClient(create_app(settings)) as restarted:  # the next start works
+        assert restarted.get("/ready").json()["model_version"] == before["active"]
+        _finite_recommendations(restarted)
+
+
+def test_rollback_to_a_version_that_cannot_serve_keeps_the_active_one(
+    settings: ServeSettings,
+) -> None:
+    with TestClient(create_app(settings)) as client:
+        first = _state(client).registry.active
+        job = client.post("/training/jobs", json={"algorithm": "popularity"}).json()["job_id"]
+        assert wait_for_job(client, job)["status"] == "succeeded"
+        second = client.get("/models").json()[-1]["version"]
+        assert client.post(f"/models/{second}/activate").json()["active"] == second
+    with TestClient(create_app(settings)) as client:  # the first version is not loaded now
+        registry = _state(client).registry
+        (registry.path(first) / "model" / "state.npz").write_bytes(b"damaged")
+        response = client.post("/models/rollback")
+        assert _problem(response)[0] == "request" and first in response.text
+        assert client.get("/models/active").json()["active"] == second
+        assert client.get("/ready").json()["model_version"] == second
+
+
+def test_a_trained_version_that_cannot_serve_is_not_activated(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = client.get("/models/active").json()
+
+    def failing(model: Any) -> None:
+        raise IndexError("index 7 is out of bounds for axis 0 with size 3")
+
+    monkeypatch.setattr(serving, "probe", failing)
+    job = client.post("/training/jobs", json={}).json()["job_id"]  # passes the quality gate
+    finished = wait_for_job(client, job)
+    assert finished["status"] == "failed" and not finished["activated"]
+    assert "cannot be served: IndexError" in finished["error"]
+    assert client.get("/models/active").json() == before

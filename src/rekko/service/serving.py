@@ -43,6 +43,7 @@ from rekko.errors import ModelError, UnknownIdError
 from rekko.models.base import Recommender
 from rekko.models.cold import ROUTES
 from rekko.models.query import PreferenceError, Query, QueryRanking
+from rekko.service.errors import public_message
 from rekko.store.registry import ModelRegistry, Split, VersionInfo
 from rekko.store.repository import ItemRecord, StoredEvent, items_changed_since, now_us
 from rekko.store.tail import EventTail
@@ -233,6 +234,15 @@ class ServedModel:
         return applied
 
 
+def probe(model: Recommender) -> None:
+    """Answer one request of each kind every version serves (ranking for a known user, and
+    a query without anything, which is popularity for most models): a version whose files
+    load but whose state does not fit together fails here, not on every request."""
+    if len(model.fitted().users):
+        model.rank([0], 1)
+    model.rank_query(Query(), 1)
+
+
 class ModelPool:
     """The versions this worker serves: the active one, an optional A/B arm, and a few more
     (versions a caller asked for by name, and the last ones replaced, so that a rollback is
@@ -284,8 +294,15 @@ class ModelPool:
         found = self._find(version)
         if found is not None:
             return found
-        info = self.registry.info(version)
-        served = ServedModel(info, self.registry.load(version), self.weights)
+        try:
+            info = self.registry.info(version)
+            served = ServedModel(info, self.registry.load(version), self.weights)
+            probe(served.model)
+        except Exception as error:
+            logger.exception("model version %s cannot be served", version)
+            raise ModelError(
+                f"model version {version!r} cannot be served: {public_message(error)}"
+            ) from None
         if engine is not None:
             served.sync(engine)  # catch up with events stored since it was trained
         logger.info("loaded model version %s (%s)", version, info.algorithm)
@@ -325,7 +342,9 @@ class ModelPool:
         return self._find(version)
 
     def load(self, version: str, engine: Engine | None = None) -> ServedModel:
-        """Load a version by name for callers that ask for it explicitly."""
+        """Load a version by name for callers that ask for it explicitly, and before it is
+        activated: a version that cannot answer (see :func:`probe`) raises
+        :class:`~rekko.errors.ModelError` naming the version, before anything points at it."""
         with self._load_lock:
             served = self._load(version, engine)
             if self._find(version) is None or version in self._extra:

@@ -84,6 +84,7 @@ class ServiceState:
             self._training_request,
             executor=settings.training_executor,
             timeout_s=settings.training_timeout_s,
+            before_activate=lambda version: self.pool.load(version, self.engine),
             on_activated=self._version_activated,
             on_finished=self._job_finished,
         )

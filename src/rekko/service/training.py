@@ -255,6 +255,7 @@ class JobRunner:
         *,
         executor: Literal["process", "thread"] = "process",
         timeout_s: float = 3600.0,
+        before_activate: Callable[[str], object] | None = None,
         on_activated: Callable[[str], None] | None = None,
         on_finished: Callable[[str, bool, bool], None] | None = None,
     ) -> None:
@@ -263,6 +264,7 @@ class JobRunner:
         self.make_request = make_request
         self.executor = executor
         self.timeout_s = timeout_s
+        self.before_activate = before_activate
         self.on_activated = on_activated
         self.on_finished = on_finished
         self.holder = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
@@ -358,6 +360,8 @@ class JobRunner:
             repo.update_job(self.engine, job_id, status="running", started_at=time.time())
             outcome = self._train(request, executor)
             if activate == "auto" and outcome.accepted:
+                if self.before_activate is not None:
+                    self.before_activate(outcome.version)  # raises if it cannot be served
                 self.registry.activate(outcome.version)
                 activated = True
                 if self.on_activated is not None:

@@ -122,6 +122,14 @@ async def get_version(request: Request, version: str) -> VersionOut:
     return _version_out(state.registry.info(version), state.registry.pointer())
 
 
+async def _servable(state: ServiceState, version: str, field: str) -> None:
+    """Load ``version`` and let it answer a probe request before anything points at it."""
+    try:
+        await run_in_threadpool(state.pool.load, version, state.engine)
+    except ModelError as error:
+        raise invalid(field, str(error)) from None
+
+
 async def _changed(state: ServiceState, pointer: Pointer) -> PointerOut:
     await run_in_threadpool(state.pool.refresh, state.engine)
     return _pointer_out(pointer)
@@ -129,10 +137,13 @@ async def _changed(state: ServiceState, pointer: Pointer) -> PointerOut:
 
 @router.post("/models/{version}/activate", response_model=PointerOut, summary="Activate a version")
 async def activate(request: Request, version: str) -> PointerOut:
-    """Serve ``version`` from now on (loaded first, then swapped in: no request fails)."""
+    """Serve ``version`` from now on (loaded first, then swapped in: no request fails). A
+    version that cannot be loaded or does not answer a probe request answers 422 and the
+    active version stays."""
     state = service(request)
     if not state.registry.exists(version):
         raise ApiError(404, "not_found", f"unknown model version {version!r}")
+    await _servable(state, version, "path.version")
     pointer = await run_in_threadpool(state.registry.activate, version)
     return await _changed(state, pointer)
 
@@ -141,6 +152,9 @@ async def activate(request: Request, version: str) -> PointerOut:
 async def rollback(request: Request) -> PointerOut:
     """Re-activate the version that was active before the current one."""
     state = service(request)
+    target = state.registry.rollback_target()
+    if target is not None:
+        await _servable(state, target, "request")
     try:
         pointer = await run_in_threadpool(state.registry.rollback)
     except ModelError as error:
@@ -156,6 +170,7 @@ async def set_split(request: Request, body: SplitRequest) -> PointerOut:
     state = service(request)
     if not state.registry.exists(body.version):
         raise ApiError(404, "not_found", f"unknown model version {body.version!r}")
+    await _servable(state, body.version, "body.version")
     try:
         pointer = await run_in_threadpool(state.registry.set_split, body.version, body.share)
     except ModelError as error:
