@@ -161,6 +161,9 @@ def _check_bad_id(client: TestClient, bad: str) -> None:
         (f"/items/{quoted}/similar", "path.item_id"),
         (f"/users/{quoted}", "path.user_id"),
         (f"/items/{quoted}", "path.item_id"),
+        (f"/training/jobs/{quoted}", "path.job_id"),
+        (f"/dashboard/users/{quoted}", "path.user_id"),
+        (f"/dashboard/items/{quoted}", "path.item_id"),
     ]:
         assert _problem(client.get(path))[0] == field, path
     assert _problem(client.post(f"/items/{quoted}/hide"))[0] == "path.item_id"

@@ -17,6 +17,7 @@ from rekko.service.schemas import (
     JobOut,
     JobStarted,
     OnlineMetrics,
+    PathId,
     PointerOut,
     SplitRequest,
     TrainRequest,
@@ -91,7 +92,7 @@ async def list_jobs(
 
 
 @router.get("/training/jobs/{job_id}", response_model=JobOut, summary="A training job")
-async def get_job(request: Request, job_id: str) -> JobOut:
+async def get_job(request: Request, job_id: PathId) -> JobOut:
     state = service(request)
     row = await run_in_threadpool(repo.get_job, state.engine, job_id)
     if row is None:
