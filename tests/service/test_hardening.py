@@ -291,14 +291,19 @@ def test_training_jobs_coalesce_per_configuration(
         assert queued.status_code == 202
         repeat = client.post("/training/jobs", json={"algorithm": "als", "params": {"factors": 8}})
         assert repeat.status_code == 409 and repeat.json()["job_id"] == queued.json()["job_id"]
+        more = [
+            client.post("/training/jobs", json={"algorithm": "als", "params": {"factors": n}})
+            for n in (9, 10)
+        ]
+        assert [response.status_code for response in more] == [202, 202]
+        full = client.post("/training/jobs", json={"algorithm": "als", "params": {"factors": 11}})
+        assert full.status_code == 409 and full.json()["job_id"] == first.json()["job_id"]
+        started = [first, queued, *more]
         unfinished = repo.unfinished_jobs(_state(client).engine)
-        assert {job["job_id"] for job in unfinished} == {
-            first.json()["job_id"],
-            queued.json()["job_id"],
-        }
+        assert {job["job_id"] for job in unfinished} == {job.json()["job_id"] for job in started}
     finally:
         release.set()
-    for job in (first, queued):
+    for job in started:
         assert wait_for_job(client, job.json()["job_id"])["status"] == "failed"
     assert client.post("/training/jobs", json={"algorithm": "popularity"}).status_code == 202
 

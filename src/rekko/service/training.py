@@ -48,6 +48,8 @@ TRAINING_LEASE = "training"
 #: if the process running it dies (so another process can train again soon).
 LEASE_RENEW_S = 20.0
 LEASE_TTL_S = 90.0
+#: Jobs one process holds at most, running and queued (of different configurations).
+MAX_PENDING_JOBS = 4
 Activation = Literal["auto", "never"]
 
 
@@ -294,6 +296,12 @@ class JobRunner:
                         f"running: {job_id}",
                         job_id,
                     )
+            if len(self._pending) >= MAX_PENDING_JOBS:
+                raise TrainingBusyError(
+                    f"{len(self._pending)} training jobs are queued or running already; try "
+                    "again when one ends",
+                    next(iter(self._pending)),
+                )
             if not repo.try_acquire_lease(self.engine, TRAINING_LEASE, self.holder, LEASE_TTL_S):
                 running = repo.unfinished_jobs(self.engine)
                 raise TrainingBusyError(
