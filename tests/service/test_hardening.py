@@ -405,3 +405,19 @@ def test_a_trained_version_that_cannot_serve_is_not_activated(
     assert finished["status"] == "failed" and not finished["activated"]
     assert "cannot be served: IndexError" in finished["error"]
     assert client.get("/models/active").json() == before
+
+
+def test_a_pointer_to_a_version_that_cannot_serve_keeps_the_loaded_one(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = _state(client)
+    serving_now = state.pool.active.version
+    broken = _broken_copy(client, "shape")
+    state.registry.activate(broken)  # as another process might have done
+    for _ in range(3):
+        state.sync()
+    assert state.pool.active.version == serving_now
+    assert client.get("/ready").json()["model_version"] == serving_now
+    _finite_recommendations(client)
+    tracebacks = [r for r in caplog.records if "cannot be served" in r.getMessage()]
+    assert len(tracebacks) == 1

@@ -265,6 +265,8 @@ class ModelPool:
         self._extra: OrderedDict[str, ServedModel] = OrderedDict()
         self._pointer_text: str | None = None
         self._load_lock = threading.Lock()
+        #: Versions that failed to load or to answer (their traceback is logged once).
+        self._unservable: set[str] = set()
 
     def serving(self) -> list[ServedModel]:
         """The versions that answer requests without being named: active and A/B arm."""
@@ -299,10 +301,13 @@ class ModelPool:
             served = ServedModel(info, self.registry.load(version), self.weights)
             probe(served.model)
         except Exception as error:
-            logger.exception("model version %s cannot be served", version)
+            if version not in self._unservable:  # the pointer may name it on every sync
+                logger.exception("model version %s cannot be served", version)
+                self._unservable.add(version)
             raise ModelError(
                 f"model version {version!r} cannot be served: {public_message(error)}"
             ) from None
+        self._unservable.discard(version)
         if engine is not None:
             served.sync(engine)  # catch up with events stored since it was trained
         logger.info("loaded model version %s (%s)", version, info.algorithm)
