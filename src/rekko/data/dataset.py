@@ -17,6 +17,7 @@ Aggregation rule for repeated (user, item) pairs, applied once at construction:
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -31,6 +32,8 @@ from rekko.data import validation
 from rekko.data.idmap import IdMap
 from rekko.data.validation import Location
 from rekko.errors import DataError
+
+logger = logging.getLogger(__name__)
 
 FeatureKind = Literal["categorical", "multi", "text", "numeric", "latitude", "longitude"]
 Aggregate = Literal["sum", "max", "last"]
@@ -53,6 +56,10 @@ USER, ITEM, RATING, VALUE, EVENT, TIMESTAMP = (
     "event",
     "timestamp",
 )
+#: The largest interaction value a dataset holds (a weighted event or a pair's sum). Models
+#: keep values in float32 (at most about 3.4e38); this bound leaves room for sums and
+#: products, so that no value becomes infinite there.
+MAX_VALUE = 1e30
 
 
 @dataclass(frozen=True)
@@ -335,7 +342,9 @@ class Dataset:
             )
             event_weight = weights.weigh(events, source=at)
             if not explicit:
-                values = values * event_weight
+                with np.errstate(over="ignore"):  # clipped below
+                    values = values * event_weight
+        values = _bounded(values, at)
         timestamps: npt.NDArray[np.int64] | None = None
         if TIMESTAMP in frame.columns:
             timestamps = validation.parse_timestamps(frame[TIMESTAMP], source=at, column=TIMESTAMP)
@@ -470,6 +479,21 @@ class Dataset:
         return out
 
 
+def _bounded(values: npt.NDArray[np.float64], at: Location) -> npt.NDArray[np.float64]:
+    """Values above :data:`MAX_VALUE` (a weight may make one infinite) clipped to it."""
+    large = ~(values <= MAX_VALUE)
+    if large.any():
+        logger.warning(
+            "%s: %d value(s) above %g clipped to it (the first in row %d)",
+            at.source or "interactions",
+            int(large.sum()),
+            MAX_VALUE,
+            at.row(int(np.flatnonzero(large)[0])),
+        )
+        values = np.where(large, MAX_VALUE, values)
+    return values
+
+
 def _aggregate(raw: pd.DataFrame, *, explicit: bool, aggregate: Aggregate) -> pd.DataFrame:
     """One row per (user, item), sorted by user then item (see the module docstring)."""
     if aggregate not in ("sum", "max", "last"):
@@ -491,7 +515,7 @@ def _aggregate(raw: pd.DataFrame, *, explicit: bool, aggregate: Aggregate) -> pd
     elif aggregate == "max":
         value = np.maximum.reduceat(values, starts)
     else:
-        value = np.add.reduceat(values, starts)
+        value = np.minimum(np.add.reduceat(values, starts), MAX_VALUE)
     result = pd.DataFrame(
         {
             "user": user_s[starts],

@@ -9,6 +9,7 @@ unexpected is logged with its traceback and answered with a bare 500.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -22,13 +23,34 @@ logger = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
-    """An error with an HTTP status, a short code and a message for the caller."""
+    """An error with an HTTP status, a short code and a message for the caller; ``extra``
+    adds fields next to ``error`` and ``detail`` (such as the ``job_id`` a conflict is with)."""
 
-    def __init__(self, status: int, code: str, detail: Any) -> None:
+    def __init__(
+        self, status: int, code: str, detail: Any, extra: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.code = code
         self.detail = detail
+        self.extra = extra or {}
+
+
+#: An absolute file path of three or more parts (a URL path such as ``/training/jobs`` is
+#: not one).
+_SERVER_PATH = re.compile(r"(?<![\w.~])(?:[A-Za-z]:)?[/\\](?:[\w.@+-]+[/\\]){2,}([\w.@+-]*)")
+
+
+def public_message(error: BaseException, limit: int = 300) -> str:
+    """What a caller may read about ``error``: the first line of rekko's own messages with
+    server paths cut to their last part; for anything else only the exception's class (the
+    details belong in the server log)."""
+    if not isinstance(error, RekkoError):
+        return f"{type(error).__name__} (details are in the server log)"
+    lines = str(error).strip().splitlines()
+    text = _SERVER_PATH.sub(lambda found: f".../{found.group(1)}", lines[0] if lines else "")
+    text = text or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def invalid(field: str, reason: str) -> ApiError:
@@ -36,8 +58,10 @@ def invalid(field: str, reason: str) -> ApiError:
     return ApiError(422, "invalid_request", [{"field": field, "reason": reason}])
 
 
-def error_response(status: int, code: str, detail: Any) -> JSONResponse:
-    return JSONResponse({"error": code, "detail": detail}, status_code=status)
+def error_response(
+    status: int, code: str, detail: Any, extra: dict[str, Any] | None = None
+) -> JSONResponse:
+    return JSONResponse({**(extra or {}), "error": code, "detail": detail}, status_code=status)
 
 
 def _field(location: tuple[Any, ...] | list[Any]) -> str:
@@ -60,7 +84,7 @@ _STATUS_CODES = {
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, error: ApiError) -> JSONResponse:
-        return error_response(error.status, error.code, error.detail)
+        return error_response(error.status, error.code, error.detail, error.extra)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, error: RequestValidationError) -> JSONResponse:

@@ -6,19 +6,66 @@ Ids are strings in responses; requests may send numbers, which are read as strin
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
+from rekko.data.dataset import MAX_VALUE
 from rekko.store.schema import ID_LENGTH
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=ID_LENGTH, strip_whitespace=True)]
+#: C0 and C1 control characters (NUL among them): no database stores them the same way.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _printable(value: str) -> str:
+    found = _CONTROL.search(value)
+    if found is not None:
+        raise ValueError(
+            f"must not contain control characters (U+{ord(found.group()):04X} at "
+            f"position {found.start()})"
+        )
+    return value
+
+
+Id = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=ID_LENGTH, strip_whitespace=True),
+    AfterValidator(_printable),
+]
 #: An id in a URL path (``/users/{user_id}/...``).
-PathId = Annotated[str, Path(min_length=1, max_length=ID_LENGTH)]
+PathId = Annotated[str, Path(min_length=1, max_length=ID_LENGTH), AfterValidator(_printable)]
 #: The same id inside a :class:`Parameters` model (path ids are taken as given, not stripped).
-PathIdField = Annotated[str, StringConstraints(min_length=1, max_length=ID_LENGTH)]
+PathIdField = Annotated[
+    str, StringConstraints(min_length=1, max_length=ID_LENGTH), AfterValidator(_printable)
+]
+_EVENT_TYPE = re.compile(r"\w(?:[\w.:/+ -]*[\w.:/+-])?")
+
+
+def _event_type(value: str) -> str:
+    if not _EVENT_TYPE.fullmatch(value):
+        raise ValueError(
+            "must be a name of letters, digits, spaces and _ . : / + - (starting with a letter "
+            f"or digit), got {value!r}"
+        )
+    return value
+
+
+#: An event type such as ``view`` or ``add-to-cart`` (surrounding spaces are dropped).
+EventType = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=64),
+    AfterValidator(_event_type),
+]
 FieldName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 #: Epoch seconds above this are taken as milliseconds (as browsers and Retailrocket log them).
 MILLISECONDS = 1e11
@@ -143,8 +190,15 @@ class SimilarItems(BaseModel):
 class EventIn(Body):
     user_id: Id
     item_id: Id
-    type: str = Field("view", min_length=1, max_length=64, description="Event type.")
-    value: float = Field(1.0, ge=0, allow_inf_nan=False, description="Strength (>= 0).")
+    type: EventType = Field(
+        "view", description="Event type: letters, digits, spaces and _ . : / + - (at most 64)."
+    )
+    value: float = Field(
+        1.0,
+        ge=0,
+        allow_inf_nan=False,
+        description=f"Strength (>= 0, at most {MAX_VALUE:g} after the event type's weight).",
+    )
     time: float | datetime | None = Field(
         None,
         description="When it happened: unix seconds (milliseconds are recognised) or ISO "
@@ -152,13 +206,34 @@ class EventIn(Body):
     )
     event_id: Id | None = Field(None, description="Client id: a replay is not counted twice.")
 
+    @field_validator("value")
+    @classmethod
+    def _bounded_value(cls, value: float) -> float:
+        if value > MAX_VALUE:
+            raise ValueError(f"value must be at most {MAX_VALUE:g}")
+        return value
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _not_boolean(cls, value: Any) -> Any:
+        # Read as a number, true would be a second after 1970: a mistake, not a time.
+        if isinstance(value, bool):
+            raise ValueError("time must be unix seconds, milliseconds or an ISO 8601 date")
+        return value
+
     @field_validator("time")
     @classmethod
     def _plausible_time(cls, value: float | datetime | None) -> float | datetime | None:
-        """Unix seconds (or milliseconds) from 1970 to 2200; other numbers are mistakes."""
-        if isinstance(value, bool):
-            raise ValueError("time must be unix seconds, milliseconds or an ISO 8601 date")
-        if isinstance(value, float | int):
+        """From 1970 to 2200 (unix seconds, milliseconds or a date); others are mistakes."""
+        if isinstance(value, datetime):
+            moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+            try:
+                seconds = moment.timestamp()
+            except (OverflowError, ValueError):
+                seconds = math.nan
+            if not 0 <= seconds <= LATEST_TIME:
+                raise ValueError("time must be a date between 1970 and 2200")
+        elif isinstance(value, float | int):
             seconds = value / 1000.0 if value > MILLISECONDS else value
             if not (math.isfinite(seconds) and 0 <= seconds <= LATEST_TIME):
                 raise ValueError("time must be unix seconds or milliseconds between 1970 and 2200")

@@ -37,12 +37,13 @@ import numpy.typing as npt
 from sqlalchemy import Engine
 
 from rekko.constraints import Constraint
-from rekko.data.dataset import EventWeights
+from rekko.data.dataset import MAX_VALUE, EventWeights
 from rekko.data.idmap import UNKNOWN
 from rekko.errors import ModelError, UnknownIdError
 from rekko.models.base import Recommender
 from rekko.models.cold import ROUTES
 from rekko.models.query import PreferenceError, Query, QueryRanking
+from rekko.service.errors import public_message
 from rekko.store.registry import ModelRegistry, Split, VersionInfo
 from rekko.store.repository import ItemRecord, StoredEvent, items_changed_since, now_us
 from rekko.store.tail import EventTail
@@ -198,12 +199,25 @@ class ServedModel:
         users: list[str] = []
         items: list[str] = []
         values: list[float] = []
+        clipped: list[int] = []
         for row in rows:
             value = row.value * float(weights.weights.get(row.event_type, default))
+            if not value <= MAX_VALUE:  # stored before values were bounded, or weighted up
+                value = MAX_VALUE
+                clipped.append(row.id)
             if value > 0:
                 users.append(row.user_id)
                 items.append(row.item_id)
                 values.append(value)
+        if clipped:
+            logger.warning(
+                "model version %s: %d weighted event value(s) above %g clipped to it "
+                "(event rows %s)",
+                self.version,
+                len(clipped),
+                MAX_VALUE,
+                ", ".join(map(str, clipped[:5])) + (", ..." if len(clipped) > 5 else ""),
+            )
         if not users:
             return 0
         fresh = self.model.copy()
@@ -218,6 +232,15 @@ class ServedModel:
             self.pending.popitem(last=False)
         self.model = fresh
         return applied
+
+
+def probe(model: Recommender) -> None:
+    """Answer one request of each kind every version serves (ranking for a known user, and
+    a query without anything, which is popularity for most models): a version whose files
+    load but whose state does not fit together fails here, not on every request."""
+    if len(model.fitted().users):
+        model.rank([0], 1)
+    model.rank_query(Query(), 1)
 
 
 class ModelPool:
@@ -242,6 +265,8 @@ class ModelPool:
         self._extra: OrderedDict[str, ServedModel] = OrderedDict()
         self._pointer_text: str | None = None
         self._load_lock = threading.Lock()
+        #: Versions that failed to load or to answer (their traceback is logged once).
+        self._unservable: set[str] = set()
 
     def serving(self) -> list[ServedModel]:
         """The versions that answer requests without being named: active and A/B arm."""
@@ -271,8 +296,18 @@ class ModelPool:
         found = self._find(version)
         if found is not None:
             return found
-        info = self.registry.info(version)
-        served = ServedModel(info, self.registry.load(version), self.weights)
+        try:
+            info = self.registry.info(version)
+            served = ServedModel(info, self.registry.load(version), self.weights)
+            probe(served.model)
+        except Exception as error:
+            if version not in self._unservable:  # the pointer may name it on every sync
+                logger.exception("model version %s cannot be served", version)
+                self._unservable.add(version)
+            raise ModelError(
+                f"model version {version!r} cannot be served: {public_message(error)}"
+            ) from None
+        self._unservable.discard(version)
         if engine is not None:
             served.sync(engine)  # catch up with events stored since it was trained
         logger.info("loaded model version %s (%s)", version, info.algorithm)
@@ -312,7 +347,9 @@ class ModelPool:
         return self._find(version)
 
     def load(self, version: str, engine: Engine | None = None) -> ServedModel:
-        """Load a version by name for callers that ask for it explicitly."""
+        """Load a version by name for callers that ask for it explicitly, and before it is
+        activated: a version that cannot answer (see :func:`probe`) raises
+        :class:`~rekko.errors.ModelError` naming the version, before anything points at it."""
         with self._load_lock:
             served = self._load(version, engine)
             if self._find(version) is None or version in self._extra:

@@ -14,8 +14,10 @@ import secrets
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
+from prometheus_client import Counter
 from sqlalchemy import Engine
 
 from rekko.service.metrics import ServiceMetrics
@@ -35,6 +37,8 @@ IMPRESSION_CHUNK = 500
 IMPRESSION_PAUSE_S = 0.003
 #: How old the dashboard's online metrics may be.
 OVERVIEW_METRICS_MAX_AGE_S = 10.0
+#: A sync step that keeps failing the same way is logged again after this many failures.
+SYNC_FAILURE_REMINDER = 300
 
 
 class ImpressionLog:
@@ -80,11 +84,20 @@ class ServiceState:
             self._training_request,
             executor=settings.training_executor,
             timeout_s=settings.training_timeout_s,
+            before_activate=lambda version: self.pool.load(version, self.engine),
             on_activated=self._version_activated,
             on_finished=self._job_finished,
         )
         self.worker_id = secrets.token_hex(4)
         self._sync_lock = threading.Lock()
+        self.sync_failures = Counter(
+            "rekko_sync_failures",
+            "Failed steps of the background sync loop, by step.",
+            ["step"],
+            registry=self.metrics.registry,
+        )
+        #: Per failing sync step: (the error's class and message, failures in a row).
+        self._failing: dict[str, tuple[str, int]] = {}
         self.started_at = time.time()
         self._overview_metrics: tuple[float, list[dict[str, Any]]] | None = None
 
@@ -211,19 +224,42 @@ class ServiceState:
         return rows
 
     def sync(self) -> None:
-        """One round of background upkeep (blocking; run it in a thread)."""
+        """One round of background upkeep (blocking; run it in a thread).
+
+        A failing step does not stop the others. It is logged (with its traceback) when it
+        starts failing or fails differently, again every :data:`SYNC_FAILURE_REMINDER` times
+        in a row, and when it recovers; each failure counts in ``rekko_sync_failures``.
+        """
         with self._sync_lock:
-            for step in (
-                lambda: self.pool.refresh(self.engine),
-                self.sync_events,
-                lambda: self.catalogue.refresh(self.engine),
-                self.flush_impressions,
-                self.maybe_retrain,
-            ):
+            steps: tuple[tuple[str, Callable[[], object]], ...] = (
+                ("pointer", lambda: self.pool.refresh(self.engine)),
+                ("events", self.sync_events),
+                ("catalogue", lambda: self.catalogue.refresh(self.engine)),
+                ("impressions", self.flush_impressions),
+                ("retraining", self.maybe_retrain),
+            )
+            for name, step in steps:
                 try:
                     step()
-                except Exception:
-                    logger.exception("background sync step failed")
+                except Exception as error:
+                    self._step_failed(name, error)
+                else:
+                    failed = self._failing.pop(name, None)
+                    if failed is not None:
+                        logger.info("sync step %s works again after %d failures", name, failed[1])
+
+    def _step_failed(self, name: str, error: Exception) -> None:
+        self.sync_failures.labels(name).inc()
+        signature = f"{type(error).__name__}: {error}"
+        previous, count = self._failing.get(name, ("", 0))
+        count = count + 1 if previous == signature else 1
+        self._failing[name] = (signature, count)
+        if count == 1:
+            logger.exception("sync step %s failed", name)
+        elif count % SYNC_FAILURE_REMINDER == 0:
+            logger.error(
+                "sync step %s still failing (%d times in a row): %s", name, count, signature
+            )
 
     def served(self, user_id: str | None) -> ServedModel | None:
         return self.pool.choose(user_id)

@@ -35,6 +35,7 @@ from rekko.data.splits import TemporalSplit
 from rekko.errors import DataError, RekkoError
 from rekko.evaluation.evaluate import Protocol, evaluate
 from rekko.models.registry import create_model
+from rekko.service.errors import public_message
 from rekko.service.settings import GATE_METRIC
 from rekko.store import repository as repo
 from rekko.store.db import create_db_engine
@@ -47,11 +48,18 @@ TRAINING_LEASE = "training"
 #: if the process running it dies (so another process can train again soon).
 LEASE_RENEW_S = 20.0
 LEASE_TTL_S = 90.0
+#: Jobs one process holds at most, running and queued (of different configurations).
+MAX_PENDING_JOBS = 4
 Activation = Literal["auto", "never"]
 
 
 class TrainingBusyError(RekkoError):
-    """Another training job holds the training lease."""
+    """A training job cannot start now: another one holds the training lease, or the same
+    configuration is already queued or running (``job_id`` names that job when known)."""
+
+    def __init__(self, message: str, job_id: str | None = None) -> None:
+        super().__init__(message)
+        self.job_id = job_id
 
 
 @dataclass(frozen=True)
@@ -121,10 +129,15 @@ def build_dataset(data: repo.TrainingData, request: TrainingRequest) -> Dataset:
     """The stored events and features as a :class:`Dataset` (implicit, weighted events)."""
     if data.events.empty:
         raise DataError("no events are stored yet: post events to /events first")
+    events = data.events
+    blank = events["event"].astype(str).str.strip() == ""
+    if blank.any():  # stored before event types were checked: they have no weight
+        logger.warning("training leaves out %d event(s) without an event type", int(blank.sum()))
+        events = events[~blank]
     items = _clean_features(data.items, "item_id")
     users = _clean_features(data.users, "user_id")
     return Dataset.from_frame(
-        data.events,
+        events,
         item_features=items,
         user_features=users,
         item_feature_kinds=feature_kinds(items, "item_id", request.item_feature_kinds)
@@ -230,7 +243,11 @@ def _spawned(request: TrainingRequest) -> TrainingOutcome:
 
 class JobRunner:
     """Runs one training job at a time per process, and at most one across processes (a
-    lease in the database). Job state lives in the database, so any worker answers status."""
+    lease in the database). Job state lives in the database, so any worker answers status.
+
+    Jobs of other configurations wait in this process's queue; a configuration (algorithm
+    and parameters) is queued or running at most once.
+    """
 
     def __init__(
         self,
@@ -240,6 +257,7 @@ class JobRunner:
         *,
         executor: Literal["process", "thread"] = "process",
         timeout_s: float = 3600.0,
+        before_activate: Callable[[str], object] | None = None,
         on_activated: Callable[[str], None] | None = None,
         on_finished: Callable[[str, bool, bool], None] | None = None,
     ) -> None:
@@ -248,12 +266,15 @@ class JobRunner:
         self.make_request = make_request
         self.executor = executor
         self.timeout_s = timeout_s
+        self.before_activate = before_activate
         self.on_activated = on_activated
         self.on_finished = on_finished
         self.holder = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self._threads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rekko-train")
         self._running: Future[None] | None = None
         self._lock = threading.Lock()
+        #: Jobs of this process not finished yet: job id -> (algorithm, parameters).
+        self._pending: dict[str, tuple[str, dict[str, Any]]] = {}
 
     def start(
         self,
@@ -264,21 +285,43 @@ class JobRunner:
         *,
         executor: Literal["process", "thread"] | None = None,
     ) -> str:
-        """Queue a job and return its id; raises :class:`TrainingBusyError` if one is running."""
+        """Queue a job and return its id. Raises :class:`TrainingBusyError` when another
+        process is training, or when this configuration is already queued or running here."""
         with self._lock:
+            wanted = (algorithm, dict(params))
+            for job_id, pending in self._pending.items():
+                if pending == wanted:
+                    raise TrainingBusyError(
+                        f"a {algorithm} job with these parameters is already queued or "
+                        f"running: {job_id}",
+                        job_id,
+                    )
+            if len(self._pending) >= MAX_PENDING_JOBS:
+                raise TrainingBusyError(
+                    f"{len(self._pending)} training jobs are queued or running already; try "
+                    "again when one ends",
+                    next(iter(self._pending)),
+                )
             if not repo.try_acquire_lease(self.engine, TRAINING_LEASE, self.holder, LEASE_TTL_S):
-                raise TrainingBusyError("a training job is already running; try again when it ends")
+                running = repo.unfinished_jobs(self.engine)
+                raise TrainingBusyError(
+                    "a training job is already running; try again when it ends",
+                    running[0]["job_id"] if running else None,
+                )
             job_id = secrets.token_hex(8)
             try:
                 repo.create_job(
                     self.engine, job_id, trigger=trigger, algorithm=algorithm, params=params
                 )
                 request = self.make_request(job_id, algorithm, dict(params))
+                self._pending[job_id] = wanted
                 self._running = self._threads.submit(
                     self._run, request, activate, executor or self.executor
                 )
             except BaseException:
-                repo.release_lease(self.engine, TRAINING_LEASE, self.holder)
+                self._pending.pop(job_id, None)
+                if not self._pending:
+                    repo.release_lease(self.engine, TRAINING_LEASE, self.holder)
                 raise
             return job_id
 
@@ -319,9 +362,14 @@ class JobRunner:
         heartbeat = threading.Thread(target=self._renew_lease, args=(done,), daemon=True)
         heartbeat.start()
         try:
+            # The lease may have lapsed while this job waited behind another one.
+            if not repo.try_acquire_lease(self.engine, TRAINING_LEASE, self.holder, LEASE_TTL_S):
+                raise TrainingBusyError("another process started training while this job waited")
             repo.update_job(self.engine, job_id, status="running", started_at=time.time())
             outcome = self._train(request, executor)
             if activate == "auto" and outcome.accepted:
+                if self.before_activate is not None:
+                    self.before_activate(outcome.version)  # raises if it cannot be served
                 self.registry.activate(outcome.version)
                 activated = True
                 if self.on_activated is not None:
@@ -343,14 +391,20 @@ class JobRunner:
             succeeded = True
         except Exception as error:
             logger.exception("training job %s failed", job_id)
-            message = str(error) if isinstance(error, RekkoError) else repr(error)
             repo.update_job(
-                self.engine, job_id, status="failed", error=message[:2000], finished_at=time.time()
+                self.engine,
+                job_id,
+                status="failed",
+                error=public_message(error),
+                finished_at=time.time(),
             )
         finally:
             done.set()
             heartbeat.join()
-            repo.release_lease(self.engine, TRAINING_LEASE, self.holder)
+            with self._lock:
+                self._pending.pop(job_id, None)
+                if not self._pending:  # the next queued job keeps the lease
+                    repo.release_lease(self.engine, TRAINING_LEASE, self.holder)
             if self.on_finished is not None:
                 try:
                     self.on_finished(job_id, succeeded, activated)

@@ -217,10 +217,18 @@ class ModelRegistry:
                 Pointer(active=version, history=history[-HISTORY:], split=split)
             )
 
+    def _earlier(self, pointer: Pointer) -> tuple[str, ...]:
+        return tuple(v for v in pointer.history if self.exists(v) and v != pointer.active)
+
+    def rollback_target(self) -> str | None:
+        """The version :meth:`rollback` would activate now (``None`` when there is none)."""
+        history = self._earlier(self.pointer())
+        return history[-1] if history else None
+
     def rollback(self) -> Pointer:
         """Re-activate the version that was active before the current one."""
         with self._locked() as pointer:
-            history = [v for v in pointer.history if self.exists(v) and v != pointer.active]
+            history = [*self._earlier(pointer)]
             if not history:
                 raise ModelError("no earlier model version to roll back to")
             previous = history.pop()

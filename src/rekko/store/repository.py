@@ -105,7 +105,8 @@ def upsert_items(
     records: Sequence[tuple[str, Mapping[str, Any], ItemStatus | None]],
 ) -> tuple[int, int]:
     """Create or replace items ``(item_id, features, status)``; ``None`` status keeps the
-    item's status (new items are active). Returns (inserted, updated)."""
+    item's status (new items are active). Deleted items stay deleted, without features.
+    Returns (inserted, updated)."""
     stamp = now_us()
     with engine.connect() as connection:
         statuses: dict[str, str] = {}
@@ -118,8 +119,10 @@ def upsert_items(
     rows = [
         {
             "item_id": item_id,
-            "features": dict(features),
-            "status": status or statuses.get(item_id, "active"),
+            "features": {} if statuses.get(item_id) == "deleted" else dict(features),
+            "status": "deleted"
+            if statuses.get(item_id) == "deleted"
+            else status or statuses.get(item_id, "active"),
             "updated_at": stamp,
         }
         for item_id, features, status in records
@@ -127,14 +130,21 @@ def upsert_items(
     return _upsert(engine, items, "item_id", rows)
 
 
-def set_item_status(engine: Engine, item_id: str, status: ItemStatus) -> bool:
-    """Hide, delete or restore an item; ``False`` when the item is not in the catalogue."""
+def set_item_status(engine: Engine, item_id: str, status: ItemStatus) -> ItemStatus | None:
+    """Hide, delete or restore an item; returns its status afterwards (``None`` when it is not
+    in the catalogue). A deleted item stays deleted: hiding or showing it changes nothing."""
     with write_transaction(engine) as connection:
         values: dict[str, Any] = {"status": status, "updated_at": now_us()}
+        statement = update(items).where(items.c.item_id == item_id)
         if status == "deleted":
             values["features"] = {}
-        result = connection.execute(update(items).where(items.c.item_id == item_id).values(values))
-        return bool(result.rowcount)
+        else:
+            statement = statement.where(items.c.status != "deleted")
+        if connection.execute(statement.values(values)).rowcount:
+            return status
+        found = connection.execute(select(items.c.status).where(items.c.item_id == item_id))
+        current: ItemStatus | None = found.scalar_one_or_none()
+        return current
 
 
 def get_item(engine: Engine, item_id: str) -> ItemRecord | None:
@@ -489,6 +499,18 @@ def last_finished_job(engine: Engine) -> dict[str, Any] | None:
             .limit(1)
         ).first()
     return None if row is None else _job_dict(row)
+
+
+def unfinished_jobs(engine: Engine) -> list[dict[str, Any]]:
+    """Queued and running jobs, running ones first, then the oldest."""
+    running_first = case((training_jobs.c.status == "running", 0), else_=1)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(training_jobs)
+            .where(training_jobs.c.status.in_(["queued", "running"]))
+            .order_by(running_first, training_jobs.c.created_at)
+        )
+        return [_job_dict(row) for row in rows]
 
 
 def fail_stale_jobs(engine: Engine, older_than: float) -> int:

@@ -28,6 +28,7 @@ from rekko.service.dashboard.html import (
     text,
     user_link,
 )
+from rekko.service.schemas import PathId
 from rekko.service.serving import Ranked, ServedModel
 from rekko.service.state import ServiceState
 from rekko.store import repository as repo
@@ -292,7 +293,7 @@ def _user_data(state: ServiceState, user_id: str) -> dict[str, Any]:
 
 
 @router.get("/users/{user_id}", response_class=HTMLResponse)
-async def user_view(request: Request, user_id: str) -> Response:
+async def user_view(request: Request, user_id: PathId) -> Response:
     state = _state(request)
     data = await run_in_threadpool(_user_data, state, user_id)
     history = table(
@@ -337,7 +338,7 @@ def _item_data(state: ServiceState, item_id: str) -> dict[str, Any]:
 
 
 @router.get("/items/{item_id}", response_class=HTMLResponse)
-async def item_view(request: Request, item_id: str) -> Response:
+async def item_view(request: Request, item_id: PathId) -> Response:
     state = _state(request)
     data = await run_in_threadpool(_item_data, state, item_id)
     record: repo.ItemRecord | None = data["record"]

@@ -18,7 +18,8 @@ read = [Depends(require("read"))]
 
 @router.put("/items", response_model=Upserted, dependencies=admin, summary="Upsert items")
 async def upsert_items(request: Request, batch: ItemBatch) -> Upserted:
-    """Create or replace items and their features (``hidden`` hides or shows them)."""
+    """Create or replace items and their features (``hidden`` hides or shows them). Deleted
+    items stay deleted."""
     state = service(request)
     if len(batch.items) > state.settings.max_batch:
         raise invalid("body.items", f"at most {state.settings.max_batch} items per call")
@@ -46,9 +47,11 @@ async def get_item(request: Request, item_id: PathId) -> ItemOut:
 
 async def _set_status(request: Request, item_id: str, status: repo.ItemStatus) -> ItemOut:
     state = service(request)
-    found = await run_in_threadpool(repo.set_item_status, state.engine, item_id, status)
-    if not found:
+    now = await run_in_threadpool(repo.set_item_status, state.engine, item_id, status)
+    if now is None:
         raise ApiError(404, "not_found", f"unknown item {item_id!r}")
+    if now != status:
+        raise ApiError(409, "conflict", f"item {item_id!r} was deleted; deleted items stay deleted")
     await run_in_threadpool(state.catalogue.refresh, state.engine)
     return await get_item(request, item_id)
 
@@ -73,7 +76,8 @@ async def show_item(request: Request, item_id: PathId) -> ItemOut:
 )
 async def delete_item(request: Request, item_id: PathId) -> ItemOut:
     """Remove the item for good: never recommended again, left out of training, features
-    dropped (its past events stay in the database)."""
+    dropped (its past events stay in the database). Hiding or showing it afterwards answers
+    409."""
     return await _set_status(request, item_id, "deleted")
 
 

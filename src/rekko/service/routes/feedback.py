@@ -7,6 +7,7 @@ import time
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
+from rekko.data.dataset import MAX_VALUE
 from rekko.service.auth import require
 from rekko.service.errors import invalid
 from rekko.service.routes.common import service
@@ -37,6 +38,12 @@ async def post_events(request: Request, batch: EventBatch) -> EventsAccepted:
             raise invalid(
                 f"body.events.{position}.type",
                 f"unknown event type {event.type!r} (known: {known})",
+            )
+        weight = weights.weights.get(event.type, weights.default or 0.0)
+        if event.value * weight > MAX_VALUE:
+            raise invalid(
+                f"body.events.{position}.value",
+                f"value x weight of {event.type!r} ({weight:g}) must be at most {MAX_VALUE:g}",
             )
         new.append(
             repo.NewEvent(

@@ -17,6 +17,7 @@ from rekko.service.schemas import (
     JobOut,
     JobStarted,
     OnlineMetrics,
+    PathId,
     PointerOut,
     SplitRequest,
     TrainRequest,
@@ -59,7 +60,9 @@ def _pointer_out(pointer: Pointer) -> PointerOut:
 @router.post("/training/jobs", status_code=202, response_model=JobStarted, summary="Train")
 async def start_training(request: Request, body: TrainRequest | None = None) -> JobStarted:
     """Start a training job on the stored data (in the background). The new version is
-    activated when it passes the quality gate (see ``GET /training/jobs/{job_id}``)."""
+    activated when it passes the quality gate (see ``GET /training/jobs/{job_id}``). While a
+    job of the same algorithm and parameters is queued or running, this answers 409 with that
+    job's ``job_id``."""
     state = service(request)
     body = body or TrainRequest.model_validate({})
     algorithm = body.algorithm or state.settings.model
@@ -74,7 +77,8 @@ async def start_training(request: Request, body: TrainRequest | None = None) -> 
     try:
         job_id = await run_in_threadpool(state.jobs.start, "api", algorithm, params, body.activate)
     except TrainingBusyError as error:
-        raise ApiError(409, "conflict", str(error)) from None
+        extra = {"job_id": error.job_id} if error.job_id else None
+        raise ApiError(409, "conflict", str(error), extra) from None
     return JobStarted(job_id=job_id, status_url=f"/training/jobs/{job_id}")
 
 
@@ -88,7 +92,7 @@ async def list_jobs(
 
 
 @router.get("/training/jobs/{job_id}", response_model=JobOut, summary="A training job")
-async def get_job(request: Request, job_id: str) -> JobOut:
+async def get_job(request: Request, job_id: PathId) -> JobOut:
     state = service(request)
     row = await run_in_threadpool(repo.get_job, state.engine, job_id)
     if row is None:
@@ -119,6 +123,14 @@ async def get_version(request: Request, version: str) -> VersionOut:
     return _version_out(state.registry.info(version), state.registry.pointer())
 
 
+async def _servable(state: ServiceState, version: str, field: str) -> None:
+    """Load ``version`` and let it answer a probe request before anything points at it."""
+    try:
+        await run_in_threadpool(state.pool.load, version, state.engine)
+    except ModelError as error:
+        raise invalid(field, str(error)) from None
+
+
 async def _changed(state: ServiceState, pointer: Pointer) -> PointerOut:
     await run_in_threadpool(state.pool.refresh, state.engine)
     return _pointer_out(pointer)
@@ -126,10 +138,13 @@ async def _changed(state: ServiceState, pointer: Pointer) -> PointerOut:
 
 @router.post("/models/{version}/activate", response_model=PointerOut, summary="Activate a version")
 async def activate(request: Request, version: str) -> PointerOut:
-    """Serve ``version`` from now on (loaded first, then swapped in: no request fails)."""
+    """Serve ``version`` from now on (loaded first, then swapped in: no request fails). A
+    version that cannot be loaded or does not answer a probe request answers 422 and the
+    active version stays."""
     state = service(request)
     if not state.registry.exists(version):
         raise ApiError(404, "not_found", f"unknown model version {version!r}")
+    await _servable(state, version, "path.version")
     pointer = await run_in_threadpool(state.registry.activate, version)
     return await _changed(state, pointer)
 
@@ -138,6 +153,9 @@ async def activate(request: Request, version: str) -> PointerOut:
 async def rollback(request: Request) -> PointerOut:
     """Re-activate the version that was active before the current one."""
     state = service(request)
+    target = state.registry.rollback_target()
+    if target is not None:
+        await _servable(state, target, "request")
     try:
         pointer = await run_in_threadpool(state.registry.rollback)
     except ModelError as error:
@@ -153,6 +171,7 @@ async def set_split(request: Request, body: SplitRequest) -> PointerOut:
     state = service(request)
     if not state.registry.exists(body.version):
         raise ApiError(404, "not_found", f"unknown model version {body.version!r}")
+    await _servable(state, body.version, "body.version")
     try:
         pointer = await run_in_threadpool(state.registry.set_split, body.version, body.share)
     except ModelError as error:
