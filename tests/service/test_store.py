@@ -72,13 +72,30 @@ def _event(
 
 def test_migrations_create_exactly_the_declared_schema(engine: Engine) -> None:
     upgrade_database(engine)  # a second run is a no-op
-    assert current_revision(engine) == "0001"
+    assert current_revision(engine) == "0002"
     with engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), metadata)
     assert differences == []
     assert {"items", "users", "events", "impressions", "training_jobs", "leases"} <= set(
         inspect(engine).get_table_names()
     )
+
+
+def test_an_initial_schema_with_impressions_upgrades_in_place(tmp_path: Path) -> None:
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    upgrade_database(engine, "0001")
+    repo.add_impressions(engine, [repo.Impression("r1", "u1", "i1", 1, "v1", 1000.0)])
+    assert "ix_impressions_user_item" in {
+        index["name"] for index in inspect(engine).get_indexes("impressions")
+    }
+    upgrade_database(engine)
+    assert current_revision(engine) == "0002"
+    assert {index["name"] for index in inspect(engine).get_indexes("impressions")} == {
+        "ix_impressions_served_at"
+    }
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM impressions")).scalar() == 1
+    engine.dispose()
 
 
 def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
