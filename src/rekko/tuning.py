@@ -63,6 +63,12 @@ SEARCH_SPACES: dict[str, dict[str, Dimension]] = {
         "weighting": _choice("none", "tfidf", "bm25"),
         "shrinkage": _float(0, 100),
     },
+    "rp3beta": {
+        "alpha": _float(0.3, 1.5),
+        "beta": _float(0.0, 1.0),
+        "k_neighbors": _int(10, 400, log=True),
+        "values": _choice("binary", "log"),
+    },
     "als": {
         "factors": _int(16, 256, log=True),
         # Around the defaults (48 and 6): quality follows regularization / alpha (about 8).
