@@ -30,7 +30,7 @@ from pydantic import Field
 from rekko.data.dataset import Dataset
 from rekko.models.base import Abilities, Params, Recommender
 from rekko.models.ease import transform_values
-from rekko.models.neighbors import _csr_from_state, _csr_state
+from rekko.models.neighbors import csr_from_state, csr_state
 from rekko.models.registry import register
 
 #: Dense cells of one block of item rows while keeping the top k (64 MiB of float32).
@@ -141,7 +141,7 @@ class RP3beta(Recommender):
         return np.asarray(self.similarity_[items].toarray(), dtype=np.float32)
 
     def _state(self) -> dict[str, npt.NDArray[Any]]:
-        return _csr_state("similarity", self.similarity_)
+        return csr_state("similarity", self.similarity_)
 
     def _set_state(self, arrays: dict[str, npt.NDArray[Any]]) -> None:
-        self._set_similarity(_csr_from_state("similarity", arrays))
+        self._set_similarity(csr_from_state("similarity", arrays))
