@@ -3,14 +3,15 @@
 For each model and split: fit on the split's ``train.csv`` read as ``rekko train -i`` reads it
 (``DataSpec(interactions=...)``), write the top 100 of every test user with training items
 excluded as ``user_id,item_id,rank``, and run the shared ``score.py`` on it as a subprocess.
-Each fit runs in its own process, so that the peak memory (``ru_maxrss``: interpreter, imports,
+Each fit runs in its own process, so that the peak memory (``VmHWM``: interpreter, imports,
 data and model) is measured as the peers' was.
 
 The bench folder (``score.py``, ``ml100k/<split>/``, ``ml100k/PEERS.md``) is ``$REKKO_BENCH``,
 else ``../shared/bench`` beside the repository. Writes ``results/peers-ml100k.md``.
 
 Rerun: ``.venv/bin/python benchmarks/peers.py`` (about a minute; ``--models ease,rp3beta``
-runs a few; ``--inner`` also prints the grids the new models' defaults were chosen on).
+runs a few; ``--inner`` first runs the grids of :data:`INNER_GRIDS` on an inner split of the
+random split's training part and adds the best point of each as a row, about 4 minutes more).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ MODELS: list[tuple[str, str, dict[str, Any]]] = [
     ("als", "als", {}),
     ("bpr", "bpr", {}),
     ("rp3beta", "rp3beta", {}),
+    ("sparse-ease", "sparse-ease", {}),
 ]
 #: The peers' rows quoted next to rekko's: (split, label in PEERS.md).
 PEER_ROWS = [
@@ -71,14 +73,30 @@ COLUMNS = [
     ("novelty@10", "Nov@10"),
 ]
 TOP_K = 100
-#: The grids the defaults of the new models were chosen on (inner split of random's train).
+#: Grids searched on an inner split of random's train part (``--inner``); the best point of
+#: each is measured like the defaults. The new models' defaults were chosen on these grids.
 INNER_GRIDS: dict[str, list[dict[str, Any]]] = {
+    "ease": [
+        {"l2": l2, "dropout": dropout}
+        for l2 in (300, 500, 800, 1200, 2000)
+        for dropout in (0.0, 0.1, 0.25)
+    ],
     "rp3beta": [
-        {"alpha": alpha, "beta": beta, "k_neighbors": k, "values": values}
+        {"alpha": alpha, "beta": beta, "k_neighbors": k}
         for alpha in (0.7, 0.8, 0.9)
         for beta in (0.3, 0.4)
         for k in (50, 100, 200)
-        for values in ("log", "binary")
+    ],
+    "sparse-ease": [{"k_neighbors": k, "l2": l2} for k in (100, 200, 400) for l2 in (500, 1000)],
+    "hybrid": [
+        {"components": weights, "normalise": "zscore"}
+        for weights in (
+            {"ease": 0.65, "als": 0.35},
+            {"ease": 0.5, "als": 0.5},
+            {"ease": 0.5, "rp3beta": 0.5},
+            {"ease": 0.4, "als": 0.4, "rp3beta": 0.2},
+            {"ease": 0.35, "als": 0.35, "rp3beta": 0.3},
+        )
     ],
 }
 
@@ -103,8 +121,21 @@ def run_one(name: str, params: dict[str, Any], split: Path, output: Path) -> dic
     recs = model.recommend(list(test_users), k=TOP_K)
     predict_s = time.perf_counter() - started
     recs[["user_id", "item_id", "rank"]].to_csv(output, index=False)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"fit_s": fit_s, "predict_s": predict_s, "peak_rss_mb": peak_mb}
+    return {"fit_s": fit_s, "predict_s": predict_s, "peak_rss_mb": peak_rss_mb()}
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MiB.
+
+    ``VmHWM`` where Linux has it: ``ru_maxrss`` survives ``exec``, so a child started by a large
+    parent would report the parent's peak.
+    """
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def measure(name: str, params: dict[str, Any], split: Path, folder: Path) -> dict[str, Any]:
@@ -172,19 +203,20 @@ def agreement(scores: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def inner_grids(split: Path, names: list[str]) -> str:
-    """NDCG@10 of each grid point on an 80/20 split (seed 42) of the split's training part."""
+def inner_grids(split: Path) -> tuple[str, list[tuple[str, str, dict[str, Any]]]]:
+    """Every grid on an 80/20 split (seed 42) of the split's training part: a markdown section
+    (the ten best points of each) and the best point of each grid as a model to measure."""
     train = load(split / "train.csv")
-    lines = []
-    for name in names:
-        grid = INNER_GRIDS.get(name, [])
+    lines, best = [], []
+    for name, grid in INNER_GRIDS.items():
         models = {json.dumps(params): create_model(name, **params) for params in grid}
-        if not models:
-            continue
         table = evaluate(models, train, RandomSplit(0.2, seed=42))
         table = table[["model", "ndcg@10", "recall@10"]].sort_values("ndcg@10", ascending=False)
         lines += [f"### {name}", "", markdown_table(table.head(10)), ""]
-    return "\n".join(lines)
+        top = str(table["model"].iloc[0])
+        best.append((f"{name} {top} (tuned on the inner split)", name, json.loads(top)))
+        print(f"inner {name}: best {top} ndcg@10 {table['ndcg@10'].iloc[0]:.4f}", flush=True)
+    return "\n".join(lines), best
 
 
 def main() -> None:
@@ -202,6 +234,10 @@ def main() -> None:
     load_average = os.getloadavg()[0]
     sections: list[str] = []
     checks: list[dict[str, Any]] = []
+    inner = ""
+    if args.inner:
+        inner, tuned = inner_grids(bench_dir() / "ml100k" / SPLITS[0])
+        chosen += tuned
     with tempfile.TemporaryDirectory() as folder:
         for split_name in SPLITS:
             split = bench_dir() / "ml100k" / split_name
@@ -216,10 +252,6 @@ def main() -> None:
                 {"split": split_name, "model": label, **agreement(scores)}
                 for label, scores in results
             ]
-    inner = ""
-    if args.inner:
-        names = sorted({name for _, name, _ in chosen} & set(INNER_GRIDS))
-        inner = inner_grids(bench_dir() / "ml100k" / SPLITS[0], names)
     text = "\n".join(
         [
             "# rekko on the peers' MovieLens-100K splits",
@@ -227,12 +259,16 @@ def main() -> None:
             f"{header()}; load average {load_average:.1f} when the run started (the machine "
             f"is shared); whole run {time.perf_counter() - started:.0f} s.",
             "",
-            "Each rekko model at its defaults, fitted on the split's `train.csv` as "
+            "Each rekko model at its defaults (and, in rows marked *tuned on the inner split*, "
+            "the best point of a small grid searched on an 80/20 split of the random split's "
+            "`train.csv` only; the same configuration is reused on temporal-loo), fitted on "
+            "the split's `train.csv` as "
             "`rekko train -i train.csv` reads it (ratings are the interaction values), top 100 "
             "per test user with training items excluded, scored by the shared `score.py` "
             "(metric definitions in its docstring; its MAP@10 divides by min(|rel|, 10), "
             "rekko's `map_truncated@10`). `fit s`: one wall-clock fit; `peak RSS MB`: the "
-            "child process's `ru_maxrss` (interpreter, imports, data and model), as for the "
+            "child process's peak resident memory (`VmHWM`: interpreter, imports, data and "
+            "model), as for the "
             "peers. Peer rows (not bold) are copied from `PEERS.md` beside the splits: the "
             "peers' best rows and their defaults.",
             "",
