@@ -23,7 +23,8 @@ items of highest cosine only, a ridge regression with EASE's regulariser on a ``
 (``sum_u degree(u)^2`` work, memory its non-zeros), ``n_items`` Cholesky solves of ``k x k``
 (``O(n_items * k^3)``) and keeps ``n_items * k`` weights. On an inner split of the peers'
 MovieLens-100K training part it ranks a little better than EASE at its defaults (NDCG@10 0.279
-against 0.275, the neighbourhood acting as extra regularisation); a fit takes about 2.5 s there.
+against 0.275, the neighbourhood acting as extra regularisation), and the same on that
+split's test part (0.4387 against 0.4388); a fit takes about 2.5 s there.
 """
 
 from __future__ import annotations
