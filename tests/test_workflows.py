@@ -141,6 +141,47 @@ def test_tune_finds_parameters_and_trains_the_best_model(
     assert {key: params[key] for key in outcome.best.best_params} == outcome.best.best_params
 
 
+def test_tune_never_sees_the_test_part_evaluate_holds_out(
+    small_csv: DataSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rekko.tuning
+    from rekko.data.splits import RandomSplit
+
+    searched: list[Dataset] = []
+    real_tune = rekko.tuning.tune
+
+    def spy(model: str, train: Dataset, **options: Any) -> Any:
+        searched.append(train)
+        return real_tune(model, train, **options)
+
+    monkeypatch.setattr(rekko.tuning, "tune", spy)
+    outcome = tune(TuneSpec(small_csv, model="popularity", trials=1, seed=5))
+    # evaluate's split with the same seed: its test pairs are not in what the search saw
+    _, test = RandomSplit(0.2, seed=5).split(outcome.data)
+    pairs = set(zip(*searched[0].matrix.nonzero(), strict=True))
+    held_out = set(zip(*test.matrix.nonzero(), strict=True))
+    assert held_out and not pairs & held_out
+    assert len(pairs) + len(held_out) == outcome.data.matrix.nnz
+
+
+def test_evaluate_warns_when_a_tuned_folder_saw_its_test_part(
+    small_csv: DataSpec, tmp_path: Path
+) -> None:
+    folder = tmp_path / "tuned"
+    tune(TuneSpec(small_csv, model="popularity", trials=1, seed=3, output=folder))
+    tuning = load_model(folder).metadata_["tuning"]
+    assert tuning["held_out"] == {"split": "random", "test_fraction": 0.2, "seed": 3}
+    same = evaluate_models(EvaluateSpec(small_csv, {}, seed=3, tuned=[folder]))
+    assert same.metrics["model"].tolist() == ["tuned (tuned popularity)"]
+    assert same.warnings == ()
+    other = evaluate_models(EvaluateSpec(small_csv, {"random": {}}, seed=42, tuned=[folder]))
+    assert len(other.warnings) == 1
+    assert "optimistic" in other.warnings[0] and "seed 3" in other.warnings[0]
+    # a folder trained on other data says nothing about this split
+    create_model("popularity").fit(load_demo(n_users=30, n_items=20, seed=1)).save(folder)
+    assert evaluate_models(EvaluateSpec(small_csv, {}, tuned=[folder])).warnings == ()
+
+
 @pytest.fixture
 def als_folder(small_demo: Dataset, tmp_path: Path) -> Path:
     """An ALS model trained on the small demo shop, saved to a folder."""

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from rekko import workflows
@@ -452,6 +453,14 @@ def evaluate(
         str | None,
         typer.Option("--images", help="With --report, also write each chart as svg or png."),
     ] = None,
+    tuned: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--tuned",
+            help="A model folder from 'rekko tune --output': also compare its model with its "
+            "tuned parameters (repeat). Warns when the tuning saw this split's test part.",
+        ),
+    ] = None,
     config: ConfigOpt = None,
     *,
     data: DataFlags,
@@ -489,12 +498,16 @@ def evaluate(
             protocol=protocol,
             report=report,
             images=cast("ImageFormat | None", images),
+            tuned=tuple(tuned or ()),
         )
-        with _working(f"Evaluating {len(spec.models)} model(s) on a {split} split"):
+        count = len(spec.models) + len(spec.tuned)
+        with _working(f"Evaluating {count} model(s) on a {split} split"):
             evaluated = workflows.evaluate_models(spec, loaded=_print_data)
         if evaluated.report is not None:
             console.print(f"Wrote the report to {evaluated.report}")
         result = evaluated.metrics
+        for warning in evaluated.warnings:
+            errors.print(f"[bold red]WARNING[/bold red] {escape(warning)}")
     _print_frame(
         result.T.reset_index().set_axis(["metric", *result.index.astype(str)], axis=1)
         if len(result.columns) > 8
@@ -562,6 +575,15 @@ def tune(
         "ndcg@10"
     ),
     seed: Annotated[int, typer.Option("--seed")] = 42,
+    split: Annotated[
+        str,
+        typer.Option(
+            "--split",
+            help="The split whose test part the search leaves out (as 'rekko evaluate' makes "
+            "it with the same --split, --test-fraction and --seed).",
+        ),
+    ] = "random",
+    test_fraction: Annotated[float, typer.Option("--test-fraction", min=0.01, max=0.99)] = 0.2,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Train the best model on all data here.")
     ] = None,
@@ -569,7 +591,11 @@ def tune(
     *,
     data: DataFlags,
 ) -> None:
-    """Tune hyperparameters (Optuna) on a validation split of the given data only."""
+    """Tune hyperparameters (Optuna) on an inner split of the training part only.
+
+    The test part of --split (the one 'rekko evaluate' makes with the same flags) is left out
+    of the search, so evaluating the tuned parameters there is honest.
+    """
     spec = workflows.TuneSpec(
         data=data_spec(read_config(config), data),
         model=model,
@@ -577,6 +603,8 @@ def tune(
         metric=metric,
         seed=seed,
         output=output,
+        split=split,
+        test_fraction=test_fraction,
     )
     with _working(f"Tuning {model} ({trials} trials per model)"):
         tuned = workflows.tune(spec, loaded=_print_data)

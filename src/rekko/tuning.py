@@ -53,6 +53,10 @@ def _choice(*choices: Any) -> Dimension:
 SEARCH_SPACES: dict[str, dict[str, Dimension]] = {
     "popularity": {"weighted": _choice(False, True)},
     "ease": {"l2": _float(10, 5000, log=True)},
+    "sparse-ease": {
+        "l2": _float(10, 5000, log=True),
+        "k_neighbors": _int(20, 1000, log=True),
+    },
     "item-knn": {
         "k_neighbors": _int(10, 400, log=True),
         "weighting": _choice("none", "tfidf", "bm25"),
@@ -62,6 +66,12 @@ SEARCH_SPACES: dict[str, dict[str, Dimension]] = {
         "k_neighbors": _int(10, 400, log=True),
         "weighting": _choice("none", "tfidf", "bm25"),
         "shrinkage": _float(0, 100),
+    },
+    "rp3beta": {
+        "alpha": _float(0.3, 1.5),
+        "beta": _float(0.0, 1.0),
+        "k_neighbors": _int(10, 400, log=True),
+        "values": _choice("binary", "log"),
     },
     "als": {
         "factors": _int(16, 256, log=True),

@@ -439,8 +439,10 @@ class EvaluateSpec:
     """Models to compare on one split of the data, what to measure, and an optional report.
 
     ``models`` maps each model name to its parameters (``{}`` for the defaults), in the order
-    of the result's rows. ``images`` ("svg" or "png") also writes the report's charts as files
-    and needs ``report``; a spec is checked when it is made.
+    of the result's rows. ``tuned`` adds model folders (as ``rekko tune --output`` writes):
+    each one's model with its saved parameters, fitted again on the training part and labelled
+    ``<folder name> (tuned <model>)``. ``images`` ("svg" or "png") also writes the report's
+    charts as files and needs ``report``; a spec is checked when it is made.
     """
 
     data: DataSpec
@@ -451,6 +453,7 @@ class EvaluateSpec:
     protocol: Protocol | None = None
     report: Path | None = None
     images: ImageFormat | None = None
+    tuned: Sequence[Path] = ()
 
     def __post_init__(self) -> None:
         if self.images is not None and (self.images not in ("svg", "png") or self.report is None):
@@ -464,23 +467,38 @@ class EvaluateResult:
     metrics: pd.DataFrame
     data: Dataset
     report: Path | None = None
+    warnings: tuple[str, ...] = ()
 
 
 def evaluate_models(spec: EvaluateSpec, *, loaded: Loaded | None = None) -> EvaluateResult:
     """Fit each model of ``spec.models`` on the same training part and score it on the test part.
 
-    The models and their parameters are checked before any data is read.
+    The models and their parameters are checked before any data is read. A tuned folder whose
+    search validated on part of this split's test part gives a warning (logged, and in
+    ``warnings``).
     """
     from rekko.data.splits import make_split
     from rekko.evaluation import evaluate
-    from rekko.models import create_model
+    from rekko.models import create_model, load_model
 
     candidates = {name: create_model(name, **params) for name, params in spec.models.items()}
+    tunings: dict[str, Mapping[str, Any]] = {}
+    for folder in spec.tuned:
+        saved = load_model(folder)
+        label = f"{Path(folder).name} (tuned {saved.name})"
+        candidates[label] = create_model(saved.name, **saved.params.model_dump())
+        tunings[label] = saved.metadata_.get("tuning", {})
     data = _load(spec.data, loaded)
+    warnings = []
+    for label, tuning in tunings.items():
+        reason = tuning_overlap(tuning, data, spec.split, spec.test_fraction, spec.seed)
+        if reason is not None:
+            warnings.append(f"{label}: {reason}")
+            logger.warning("%s", warnings[-1])
     splitter = make_split(spec.split, test_fraction=spec.test_fraction, seed=spec.seed)
     if spec.report is None:
         metrics = evaluate(candidates, data, splitter, protocol=spec.protocol)
-        return EvaluateResult(metrics, data)
+        return EvaluateResult(metrics, data, warnings=tuple(warnings))
     from rekko.reports import evaluate_with_details, evaluation_report
 
     details = evaluate_with_details(candidates, data, splitter, protocol=spec.protocol)
@@ -490,7 +508,7 @@ def evaluate_models(spec: EvaluateSpec, *, loaded: Loaded | None = None) -> Eval
         subtitle=f"{data.name}, {spec.split} split, seed {spec.seed}",
         image_format=spec.images,
     )
-    return EvaluateResult(details.metrics, data, report)
+    return EvaluateResult(details.metrics, data, report, tuple(warnings))
 
 
 def score_recommendations(
@@ -525,7 +543,11 @@ def _read_csv(path: Path) -> pd.DataFrame:
 class TuneSpec:
     """A model to tune (or ``"auto"``: the best of the tuned families) on the given data.
 
-    ``output``: also train the best model with its best parameters on all the data there.
+    The search never sees the test part of ``split`` / ``test_fraction`` / ``seed`` (by default
+    the split ``rekko evaluate`` makes): it runs on an inner split of the training part, so
+    that evaluating the tuned parameters on that split is honest. ``output``: also train the
+    best model with its best parameters on all the data there; its metadata records the split
+    held out (see :func:`tuning_overlap`).
     """
 
     data: DataSpec
@@ -534,6 +556,8 @@ class TuneSpec:
     metric: str = "ndcg@10"
     seed: int = 42
     output: Path | None = None
+    split: str = "random"
+    test_fraction: float = 0.2
 
 
 @dataclass(frozen=True)
@@ -551,20 +575,67 @@ class TuneOutcome:
 
 
 def tune(spec: TuneSpec, *, loaded: Loaded | None = None) -> TuneOutcome:
-    """Tune hyperparameters (Optuna) on a validation split of ``spec.data`` only."""
+    """Tune hyperparameters (Optuna) on an inner split of the training part of ``spec.split``.
+
+    The test part of that split (the one ``rekko evaluate`` makes with the same split, test
+    fraction and seed) takes no part in the search.
+    """
+    from rekko.data.splits import make_split
     from rekko.tuning import select
     from rekko.tuning import tune as run_tuning
 
+    held_out = make_split(spec.split, test_fraction=spec.test_fraction, seed=spec.seed)
     data = _load(spec.data, loaded)
+    search_part, _ = held_out.split(data)
     summary = None
     if spec.model == "auto":
-        best, summary = select(data, trials=spec.trials, metric=spec.metric, seed=spec.seed)
+        best, summary = select(search_part, trials=spec.trials, metric=spec.metric, seed=spec.seed)
     else:
-        best = run_tuning(spec.model, data, trials=spec.trials, metric=spec.metric, seed=spec.seed)
+        best = run_tuning(
+            spec.model, search_part, trials=spec.trials, metric=spec.metric, seed=spec.seed
+        )
     logger.info("best %s: %s=%.4f %s", best.model, spec.metric, best.best_score, best.best_params)
     if spec.output is not None:
         from rekko.models import create_model
 
-        create_model(best.model, **best.best_params).fit(data).save(spec.output)
+        recommender = create_model(best.model, **best.best_params).fit(data)
+        recommender.metadata_["tuning"] = {
+            "data_fingerprint": data.fingerprint(),
+            "held_out": {
+                "split": spec.split,
+                "test_fraction": spec.test_fraction,
+                "seed": spec.seed,
+            },
+            "metric": best.metric,
+            "validation_score": best.best_score,
+        }
+        recommender.save(spec.output)
         logger.info("trained %s on all data; saved to %s", best.model, spec.output)
     return TuneOutcome(best, data, summary, spec.output)
+
+
+def tuning_overlap(
+    tuning: Mapping[str, Any], data: Dataset, split: str, test_fraction: float, seed: int
+) -> str | None:
+    """Why a model tuned as ``tuning`` (a model folder's metadata) scores optimistically on this
+    split of ``data``, or ``None`` when its search never saw the split's test part.
+
+    The search saw every interaction of the data it was tuned on except the test part of the
+    split it held out; on the same data, another split's test part overlaps what it saw.
+    """
+    if tuning.get("data_fingerprint") != data.fingerprint():
+        return None
+    held_out = tuning.get("held_out")
+    if held_out == {"split": split, "test_fraction": test_fraction, "seed": seed}:
+        return None
+    kept = (
+        f"the {held_out['split']} split (test fraction {held_out['test_fraction']}, seed "
+        f"{held_out['seed']})"
+        if isinstance(held_out, Mapping)
+        else "nothing"
+    )
+    return (
+        f"its parameters were tuned on this data holding out {kept}, so this {split} split "
+        f"(test fraction {test_fraction}, seed {seed}) tests it on interactions the search "
+        "validated on: the figures are optimistic. Evaluate with the split tune held out."
+    )

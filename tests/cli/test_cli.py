@@ -290,6 +290,18 @@ def test_evaluate_takes_parameters_per_model(tmp_path: Path) -> None:
     assert result.returncode == 1 and "nope" in result.stderr
 
 
+def test_evaluate_warns_loudly_about_a_tuned_folder_that_saw_its_test_part(
+    tmp_path: Path,
+) -> None:
+    tuned = tmp_path / "tuned"
+    ok("tune", "--dataset", "demo", "-m", "popularity", "-n", "1", "--seed", "3", "-o", str(tuned))
+    honest = rekko("evaluate", "--dataset", "demo", "--seed", "3", "--tuned", str(tuned))
+    assert honest.returncode == 0 and "WARNING" not in honest.stderr
+    assert "tuned (tuned popularity)" in honest.stdout
+    other = rekko("evaluate", "--dataset", "demo", "--tuned", str(tuned))
+    assert other.returncode == 0 and "WARNING" in other.stderr and "optimistic" in other.stderr
+
+
 def test_feature_kinds_can_be_declared(shop_csv: Path, tmp_path: Path) -> None:
     from rekko.models import load_model
 

@@ -30,6 +30,7 @@ from rekko.evaluation.metrics import (
     reciprocal_rank_at_k,
     rmse,
     top_k_categorical_accuracy,
+    truncated_average_precision_at_k,
 )
 
 # Division by zero or invalid values must not even warn.
@@ -97,9 +98,16 @@ def test_average_precision_known() -> None:
         average_precision_at_k(KNOWN_HITS, KNOWN_N_REL, 3), [5 / 6, 1 / 6, 0.0]
     )
     # More relevant items than k: [hit, hit, miss, hit], 10 relevant, k=4:
-    # (1/1 + 2/2 + 3/4) / min(10, 4) = 2.75 / 4.
+    # (1/1 + 2/2 + 3/4) / 10 = 0.275, as trec_eval, ranx and RecTools divide.
     got = average_precision_at_k(_hits([[T, T, F, T]]), _n_rel([10]), 4)
+    np.testing.assert_allclose(got, [2.75 / 10])
+    # The truncated variant divides by min(10, 4) instead.
+    got = truncated_average_precision_at_k(_hits([[T, T, F, T]]), _n_rel([10]), 4)
     np.testing.assert_allclose(got, [2.75 / 4])
+    # With no more relevant items than k both agree.
+    np.testing.assert_allclose(
+        truncated_average_precision_at_k(KNOWN_HITS, KNOWN_N_REL, 3), [5 / 6, 1 / 6, 0.0]
+    )
 
 
 def test_reciprocal_rank_and_hit_rate_known() -> None:
@@ -130,9 +138,18 @@ def test_zero_relevant_rows_give_zero(name: str) -> None:
 
 
 def test_registry_names() -> None:
-    assert set(RANKING_METRICS) == {"precision", "recall", "ndcg", "map", "mrr", "hit_rate"}
+    assert set(RANKING_METRICS) == {
+        "precision",
+        "recall",
+        "ndcg",
+        "map",
+        "map_truncated",
+        "mrr",
+        "hit_rate",
+    }
     assert RANKING_METRICS["ndcg"] is ndcg_at_k
     assert RANKING_METRICS["map"] is average_precision_at_k
+    assert RANKING_METRICS["map_truncated"] is truncated_average_precision_at_k
 
 
 @pytest.mark.parametrize("name", sorted(RANKING_METRICS))
@@ -375,7 +392,9 @@ def test_perfect_ranking(width: int, n_relevant: int, k_seed: int) -> None:
     hits[0, : min(n_relevant, width)] = True
     expected_best = 1.0 if n_relevant else 0.0
     assert ndcg_at_k(hits, n_rel, k)[0] == pytest.approx(expected_best)
-    assert average_precision_at_k(hits, n_rel, k)[0] == pytest.approx(expected_best)
+    assert truncated_average_precision_at_k(hits, n_rel, k)[0] == pytest.approx(expected_best)
+    expected_ap = min(n_relevant, k) / n_relevant if n_relevant else 0.0
+    assert average_precision_at_k(hits, n_rel, k)[0] == pytest.approx(expected_ap)
     assert reciprocal_rank_at_k(hits, n_rel, k)[0] == pytest.approx(expected_best)
     expected_recall = min(n_relevant, k) / n_relevant if n_relevant else 0.0
     assert recall_at_k(hits, n_rel, k)[0] == pytest.approx(expected_recall)
@@ -400,7 +419,12 @@ def test_order_within_top_k_does_not_change_precision_or_recall(
     n_hits = hits[:, :k].sum(axis=1)
     for u, n in enumerate(n_hits):
         best[u, :n] = True
-    for metric in (ndcg_at_k, average_precision_at_k, reciprocal_rank_at_k):
+    for metric in (
+        ndcg_at_k,
+        average_precision_at_k,
+        truncated_average_precision_at_k,
+        reciprocal_rank_at_k,
+    ):
         assert np.all(metric(shuffled, n_rel, k) <= metric(best, n_rel, k) + 1e-12)
 
 

@@ -91,3 +91,35 @@ def test_quality_band_on_movielens(ml100k: Dataset) -> None:
     table = evaluate([create_model("ease")], ml100k, RandomSplit(0.2, seed=42))
     ndcg = float(table.loc[0, "ndcg@10"])
     assert 0.445 <= ndcg <= 0.55, ndcg
+
+
+def test_sparse_ease_with_every_item_as_neighbour_is_ease() -> None:
+    rng = np.random.default_rng(4)
+    matrix = ((rng.random((40, 15)) < 0.4) * rng.integers(1, 6, (40, 15))).astype(np.float64)
+    matrix[np.arange(40), np.arange(40) % 15] = 2.0
+    data = Dataset.from_frame(_frame(matrix))
+    dense = create_model("ease", l2=3.0, dropout=0.2).fit(data)
+    sparse = create_model("sparse-ease", l2=3.0, dropout=0.2, k_neighbors=14).fit(data)
+    np.testing.assert_allclose(sparse.weights_.toarray(), dense.weights_, rtol=1e-3, atol=1e-5)
+
+
+def test_sparse_ease_keeps_k_weights_per_item_and_ranks_the_block_first() -> None:
+    matrix = np.zeros((12, 10))
+    for user in range(12):
+        start = 0 if user % 2 == 0 else 5
+        matrix[user, start : start + 5] = 1
+    matrix[1, 5] = 0
+    model = create_model("sparse-ease", l2=1.0, k_neighbors=3).fit(
+        Dataset.from_frame(_frame(matrix))
+    )
+    assert (np.diff(model.weights_.tocsc().indptr) <= 3).all()
+    assert model.recommend(["u1"], k=1)["item_id"].tolist() == ["i5"]
+    model.add_interactions(["new", "new"], ["i5", "i6"])
+    assert set(model.recommend(["new"], k=3)["item_id"]) == {"i7", "i8", "i9"}
+
+
+@pytest.mark.slow
+def test_sparse_ease_quality_band_on_movielens(ml100k: Dataset) -> None:
+    table = evaluate([create_model("sparse-ease")], ml100k, RandomSplit(0.2, seed=42))
+    ndcg = float(table.loc[0, "ndcg@10"])
+    assert 0.44 <= ndcg <= 0.55, ndcg

@@ -32,7 +32,15 @@ from rekko.models.base import Recommender
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_METRICS: tuple[str, ...] = ("precision", "recall", "ndcg", "map", "mrr", "hit_rate")
+DEFAULT_METRICS: tuple[str, ...] = (
+    "precision",
+    "recall",
+    "ndcg",
+    "map",
+    "map_truncated",
+    "mrr",
+    "hit_rate",
+)
 
 
 @dataclass(frozen=True)

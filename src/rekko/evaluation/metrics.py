@@ -44,6 +44,7 @@ __all__ = [
     "reciprocal_rank_at_k",
     "rmse",
     "top_k_categorical_accuracy",
+    "truncated_average_precision_at_k",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -233,16 +234,33 @@ def ndcg_at_k(hits: BoolArray, n_relevant: IntArray, k: int) -> FloatArray:
     return _safe_divide(dcg, idcg)
 
 
-def average_precision_at_k(hits: BoolArray, n_relevant: IntArray, k: int) -> FloatArray:
-    """Average precision@k per user (its mean over users is MAP@k).
-
-    ``sum_{r<k} precision@(r+1) * hit_r / min(n_relevant, k)``: rewards putting hits early;
-    dividing by ``min(n_relevant, k)`` makes a perfect top-k list score 1.
-    """
+def _precision_sums(hits: BoolArray, n_relevant: IntArray, k: int) -> tuple[FloatArray, IntArray]:
+    """``sum_{r<k} precision@(r+1) * hit_r`` per user, and the users' relevant counts."""
     hk, n_rel, _ = _check_hits(hits, n_relevant, k)
     ranks = np.arange(1, k + 1, dtype=np.float64)
     precision_at_rank = np.cumsum(hk, axis=1, dtype=np.float64) / ranks
-    total = np.where(hk, precision_at_rank, 0.0).sum(axis=1)
+    return np.where(hk, precision_at_rank, 0.0).sum(axis=1), n_rel
+
+
+def average_precision_at_k(hits: BoolArray, n_relevant: IntArray, k: int) -> FloatArray:
+    """Average precision@k per user (its mean over users is MAP@k), as trec_eval defines it.
+
+    ``sum_{r<k} precision@(r+1) * hit_r / n_relevant``: relevant items beyond the cut-off count
+    as missed, so with more relevant items than ``k`` a perfect list scores ``k / n_relevant``.
+    ranx, trec_eval and RecTools divide the same way.
+    """
+    total, n_rel = _precision_sums(hits, n_relevant, k)
+    return _safe_divide(total, n_rel)
+
+
+def truncated_average_precision_at_k(hits: BoolArray, n_relevant: IntArray, k: int) -> FloatArray:
+    """Average precision@k divided by ``min(n_relevant, k)``, so a perfect top-k list scores 1.
+
+    The definition of some recommender papers and of the peer benchmark's ``score.py``
+    (``map@10``), and rekko's ``map@k`` until the Unreleased version. Reported as
+    ``map_truncated@k``.
+    """
+    total, n_rel = _precision_sums(hits, n_relevant, k)
     return _safe_divide(total, np.minimum(n_rel, k))
 
 
@@ -280,6 +298,7 @@ RANKING_METRICS: dict[str, RankingMetric] = {
     "recall": recall_at_k,
     "ndcg": ndcg_at_k,
     "map": average_precision_at_k,
+    "map_truncated": truncated_average_precision_at_k,
     "mrr": reciprocal_rank_at_k,
     "hit_rate": hit_rate_at_k,
 }

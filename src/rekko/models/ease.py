@@ -16,21 +16,34 @@ Two choices beyond the paper, measured on MovieLens-100K (per-user 80/20 split, 
 
 The dense ``n_items x n_items`` inverse costs ``O(n_items^3)`` time and ``n_items^2`` memory,
 which suits catalogues up to a few tens of thousands of items.
+
+``sparse-ease`` scales past that: each item ``j`` is reconstructed from its ``k_neighbors``
+items of highest cosine only, a ridge regression with EASE's regulariser on a ``k x k`` system
+(with every item as a neighbour it is EASE's ``B`` exactly). It needs the sparse Gram matrix
+(``sum_u degree(u)^2`` work, memory its non-zeros), ``n_items`` Cholesky solves of ``k x k``
+(``O(n_items * k^3)``) and keeps ``n_items * k`` weights. On an inner split of the peers'
+MovieLens-100K training part it ranks a little better than EASE at its defaults (NDCG@10 0.279
+against 0.275, the neighbourhood acting as extra regularisation), and the same on that
+split's test part (0.4387 against 0.4388); a fit takes about 2.5 s there.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 from pydantic import Field
+from scipy import linalg
 from scipy.linalg import lapack
+from threadpoolctl import threadpool_limits
 
 from rekko.data.dataset import Dataset
 from rekko.errors import ModelError
 from rekko.models.base import Abilities, Params, Recommender
+from rekko.models.neighbors import csr_from_state, csr_state
 from rekko.models.registry import register
 
 Values = Literal["binary", "log", "raw"]
@@ -150,3 +163,109 @@ class EASE(Recommender):
 
     def _set_state(self, arrays: dict[str, npt.NDArray[Any]]) -> None:
         self.weights_ = np.asarray(arrays["weights"], dtype=np.float32)
+
+
+# -- sparse EASE --------------------------------------------------------------------------------
+class SparseEaseParams(EaseParams):
+    k_neighbors: int = Field(
+        default=200,
+        ge=1,
+        description="Items each item is reconstructed from: its k most similar by the cosine of "
+        "their columns (all items gives EASE itself).",
+    )
+
+
+#: Dense Gram cells of one batch of items' neighbourhoods while their systems are built.
+SOLVE_CELLS = 1 << 22
+
+
+def neighbourhoods(gram: sp.csr_matrix, k: int) -> list[npt.NDArray[np.int64]]:
+    """Each item's ``k`` most similar other items by the cosine of the Gram matrix (co-occurring
+    items only), as sorted index arrays."""
+    diagonal = gram.diagonal().astype(np.float64)
+    norms = np.sqrt(np.maximum(diagonal, 1e-12))
+    chosen = []
+    for item in range(gram.shape[0]):
+        start, stop = gram.indptr[item], gram.indptr[item + 1]
+        others = gram.indices[start:stop].astype(np.int64)
+        cosine = gram.data[start:stop] / (norms[item] * norms[others])
+        keep = (others != item) & (cosine > 0)
+        others, cosine = others[keep], cosine[keep]
+        if len(others) > k:
+            best = np.argpartition(-cosine, k - 1)[:k]
+            others = np.sort(others[best])
+        chosen.append(others)
+    return chosen
+
+
+def sparse_ease_weights(matrix: sp.csr_matrix, l2: float, dropout: float, k: int) -> sp.csr_matrix:
+    """Sparse ``B``: column ``j`` is the ridge regression of item ``j`` on its ``k`` neighbours.
+
+    With every item as a neighbour this is EASE's ``B`` exactly (the zero-diagonal constraint of
+    EASE is the same as leaving ``j`` out of its own regression).
+    """
+    gram = sp.csr_matrix(matrix.T @ matrix, dtype=np.float64)
+    gram.sort_indices()
+    diagonal = gram.diagonal()
+    regulariser = l2 + dropout / (1.0 - dropout) * diagonal
+    groups = neighbourhoods(gram, k)
+    n_items = matrix.shape[1]
+    # A batch of items shares one dense block of the Gram matrix over their neighbourhoods
+    # (the whole Gram matrix at once when it fits).
+    side = math.isqrt(SOLVE_CELLS)
+    batch = n_items if n_items <= side else max(1, side // k)
+    rows, columns, values = [], [], []
+    # One thread per small solve: threaded LAPACK on k x k systems only contends for cores.
+    with threadpool_limits(1, user_api="blas"):
+        for start in range(0, n_items, batch):
+            items = np.arange(start, min(start + batch, n_items))
+            union = np.unique(np.concatenate([items, *(groups[item] for item in items)]))
+            dense = gram[union][:, union].toarray()
+            for item in items:
+                group = groups[item]
+                if len(group) == 0:
+                    continue
+                where = np.searchsorted(union, group)
+                system = dense[np.ix_(where, where)]
+                system[np.diag_indices_from(system)] += regulariser[group]
+                target = dense[where, np.searchsorted(union, item)]
+                rows.append(group)
+                columns.append(np.full(len(group), item, dtype=np.int64))
+                values.append(linalg.solve(system, target, assume_a="pos", check_finite=False))
+    if not rows:
+        return sp.csr_matrix((n_items, n_items), dtype=np.float32)
+    return sp.csr_matrix(
+        (np.concatenate(values), (np.concatenate(rows), np.concatenate(columns))),
+        shape=(n_items, n_items),
+        dtype=np.float32,
+    )
+
+
+@register
+class SparseEASE(Recommender):
+    """EASE restricted to each item's nearest items: sparse weights, no catalogue limit."""
+
+    name = "sparse-ease"
+    abilities = Abilities(fold_in=True, similar_items=True)
+    Params = SparseEaseParams
+    params: SparseEaseParams
+
+    def _fit(self, dataset: Dataset) -> None:
+        matrix = transform_values(dataset.matrix, self.params.values)
+        self.weights_ = sparse_ease_weights(
+            matrix, self.params.l2, self.params.dropout, self.params.k_neighbors
+        )
+
+    def _score(self, users: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        _, _, seen = self._fitted()
+        rows = transform_values(seen[users], self.params.values)
+        return np.asarray((rows @ self.weights_).toarray(), dtype=np.float32)
+
+    def _similar(self, items: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        return np.asarray(self.weights_[items].toarray(), dtype=np.float32)
+
+    def _state(self) -> dict[str, npt.NDArray[Any]]:
+        return csr_state("weights", self.weights_)
+
+    def _set_state(self, arrays: dict[str, npt.NDArray[Any]]) -> None:
+        self.weights_ = csr_from_state("weights", arrays)

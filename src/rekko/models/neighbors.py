@@ -196,7 +196,8 @@ def top_k_cosine(vectors: sp.csr_matrix, k: int, shrinkage: float) -> sp.csr_mat
     )
 
 
-def _csr_state(prefix: str, matrix: sp.csr_matrix) -> dict[str, npt.NDArray[Any]]:
+def csr_state(prefix: str, matrix: sp.csr_matrix) -> dict[str, npt.NDArray[Any]]:
+    """A CSR matrix as ``_state`` arrays named ``<prefix>_indptr``, ``_indices``, ..."""
     return {
         f"{prefix}_indptr": matrix.indptr,
         f"{prefix}_indices": matrix.indices,
@@ -205,7 +206,8 @@ def _csr_state(prefix: str, matrix: sp.csr_matrix) -> dict[str, npt.NDArray[Any]
     }
 
 
-def _csr_from_state(prefix: str, arrays: dict[str, npt.NDArray[Any]]) -> sp.csr_matrix:
+def csr_from_state(prefix: str, arrays: dict[str, npt.NDArray[Any]]) -> sp.csr_matrix:
+    """The float32 CSR matrix :func:`csr_state` wrote under ``prefix``."""
     shape = tuple(int(n) for n in arrays[f"{prefix}_shape"])
     return sp.csr_matrix(
         (arrays[f"{prefix}_data"], arrays[f"{prefix}_indices"], arrays[f"{prefix}_indptr"]),
@@ -254,10 +256,10 @@ class ItemKNN(Recommender):
         return np.asarray(self.similarity_[items].toarray(), dtype=np.float32)
 
     def _state(self) -> dict[str, npt.NDArray[Any]]:
-        return _csr_state("similarity", self.similarity_)
+        return csr_state("similarity", self.similarity_)
 
     def _set_state(self, arrays: dict[str, npt.NDArray[Any]]) -> None:
-        self._set_similarity(_csr_from_state("similarity", arrays))
+        self._set_similarity(csr_from_state("similarity", arrays))
 
 
 @register
@@ -315,7 +317,7 @@ class UserKNN(Recommender):
 
     def _state(self) -> dict[str, npt.NDArray[Any]]:
         return {
-            **_csr_state("pool", self.pool_),
+            **csr_state("pool", self.pool_),
             "idf": self.idf_,
             "average_length": np.asarray(self.average_length_),
         }
@@ -323,4 +325,4 @@ class UserKNN(Recommender):
     def _set_state(self, arrays: dict[str, npt.NDArray[Any]]) -> None:
         self.idf_ = np.asarray(arrays["idf"], dtype=np.float32)
         self.average_length_ = float(arrays["average_length"])
-        self._set_pool(_csr_from_state("pool", arrays))
+        self._set_pool(csr_from_state("pool", arrays))

@@ -57,6 +57,7 @@ _METRIC_NAMES: dict[str, str] = {
     "precision": "Precision",
     "hit_rate": "Hit rate",
     "map": "MAP",
+    "map_truncated": "MAP (over min(relevant, k))",
     "mrr": "MRR",
     "coverage": "Coverage",
     "top_k_accuracy": "Top-K accuracy",
