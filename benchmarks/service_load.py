@@ -428,7 +428,7 @@ def _median(rows: list[dict[str, Any]], key: str) -> float:
     return float(np.median([row[key] for row in rows]))
 
 
-def ratio_runs(
+def compared_runs(
     ports: dict[str, int],
     users: list[str],
     connections: int,
@@ -436,50 +436,25 @@ def ratio_runs(
     rounds: int,
     threads: int,
 ) -> dict[str, Any]:
-    """rekko against the bare app, interleaved (the order alternates each round)."""
+    """Two servers under the same load, interleaved: each side's median requests/s and
+    latencies, and ``ratio``, the first side's requests/s over the second's (rekko over the
+    bare app; N workers over one)."""
     runs = interleaved_runs(ports, users, connections, duration, rounds, threads)
-    return {
+    first, second = list(ports)
+    summary: dict[str, Any] = {
         "connections": connections,
         "threads": threads,
         "rounds": rounds,
         "duration_s": duration,
-        "rekko_rps": _median(runs["rekko"], "rps"),
-        "bare_rps": _median(runs["bare"], "rps"),
-        "ratio": _median(runs["rekko"], "rps") / _median(runs["bare"], "rps"),
-        "rekko_p50_ms": _median(runs["rekko"], "p50_ms"),
-        "rekko_p99_ms": _median(runs["rekko"], "p99_ms"),
-        "bare_p99_ms": _median(runs["bare"], "p99_ms"),
-        "failed": sum(row["failed"] for side in runs for row in runs[side]),
-        "runs": runs,
+        "sides": [first, second],
+        "ratio": _median(runs[first], "rps") / _median(runs[second], "rps"),
     }
-
-
-def workers_runs(
-    ports: dict[str, int],
-    users: list[str],
-    connections: int,
-    duration: float,
-    rounds: int,
-    threads: int,
-) -> dict[str, Any]:
-    """The same service and model with one worker process and with ``--workers N``,
-    interleaved; ``scaling`` is N workers' requests/s over one worker's."""
-    runs = interleaved_runs(ports, users, connections, duration, rounds, threads)
-    one, many = list(ports)
-    return {
-        "connections": connections,
-        "threads": threads,
-        "rounds": rounds,
-        "duration_s": duration,
-        "sides": [one, many],
-        f"{one}_rps": _median(runs[one], "rps"),
-        f"{many}_rps": _median(runs[many], "rps"),
-        "scaling": _median(runs[many], "rps") / _median(runs[one], "rps"),
-        f"{one}_p99_ms": _median(runs[one], "p99_ms"),
-        f"{many}_p99_ms": _median(runs[many], "p99_ms"),
-        "failed": sum(row["failed"] for side in runs for row in runs[side]),
-        "runs": runs,
-    }
+    for side in (first, second):
+        for key in ("rps", "p50_ms", "p99_ms"):
+            summary[f"{side}_{key}"] = _median(runs[side], key)
+    summary["failed"] = sum(row["failed"] for side in runs for row in runs[side])
+    summary["runs"] = runs
+    return summary
 
 
 # -- main ----------------------------------------------------------------------------------
@@ -556,7 +531,7 @@ def main() -> None:
                 bare_port = free_port()
                 with bare_app(bare_port, args.workers):
                     results["ratio"] = [
-                        ratio_runs(
+                        compared_runs(
                             {"rekko": port, "bare": bare_port},
                             users,
                             connections,
@@ -573,8 +548,8 @@ def main() -> None:
                 single = {**environ, "REKKO_PORT": str(one_port), "REKKO_WORKERS": "1"}
                 with running_service(single, one_port):
                     results["workers"] = [
-                        workers_runs(
-                            {"1 worker": one_port, f"{args.workers} workers": port},
+                        compared_runs(
+                            {f"{args.workers} workers": port, "1 worker": one_port},
                             users,
                             connections,
                             args.duration,
