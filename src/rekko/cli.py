@@ -28,6 +28,7 @@ from rekko import workflows
 from rekko.config import (
     DATA_OPTIONS,
     INTERACTION_OPTIONS,
+    DataSpec,
     config_section,
     data_spec,
     read_config,
@@ -622,7 +623,34 @@ def tune(
         )
 
 
+#: Data flags that ``rekko serve`` and ``rekko import`` offer: sources with raw rows (not the
+#: built-in data sets, whose rows are already aggregated).
+IMPORT_OPTIONS = tuple(o.name for o in DATA_OPTIONS if o.name not in ("dataset", "data_dir"))
+
+
+def _import_spec(config: dict[str, Any], data: DataFlags) -> DataSpec | None:
+    """The data to import: ``[data]`` of the config overridden by the flags (``None`` when
+    neither names any)."""
+    if not config.get("data") and all(value is None for value in data.values()):
+        return None
+    return data_spec(config, data)
+
+
+def _serve_data_settings(spec: DataSpec | None) -> dict[str, Any]:
+    """Serve settings that follow from the data: its event weights and item feature kinds."""
+    if spec is None:
+        return {}
+    values: dict[str, Any] = {"data": spec.model_dump(exclude_none=True)}
+    if spec.event_weights is not None:
+        values["event_weights"] = spec.event_weights
+    kinds = spec.item_feature_kinds()
+    if kinds:
+        values["item_feature_kinds"] = kinds
+    return values
+
+
 @app.command()
+@data_options(IMPORT_OPTIONS)
 def serve(
     host: Annotated[str | None, typer.Option("--host", help="Address to bind.")] = None,
     port: Annotated[int | None, typer.Option("--port", min=1, max=65535)] = None,
@@ -639,15 +667,30 @@ def serve(
         str | None, typer.Option("--model", "-m", help="Model to train (default: hybrid).")
     ] = None,
     config: ConfigOpt = None,
+    *,
+    data: DataFlags,
+    follow: Annotated[
+        str | None,
+        typer.Option(
+            "--follow",
+            help="With --interactions URL --table T: take in T's new rows as events as the "
+            "application writes them, by this column that only grows (an id or a time).",
+        ),
+    ] = None,
 ) -> None:
     """Serve recommendations over HTTP (API docs at /docs).
 
-    On first start with an empty database it loads the demo shop, trains and activates a
-    model. Settings: flags, then REKKO_* variables, then [serve] in --config.
+    With --interactions (a file or a database table, and --items / --users: the same data
+    options as rekko train, or \\[data] in --config) the data is imported into the service's
+    database on start (only rows not imported before), the model is trained on it and
+    activated, then served. Without data, on first start with an empty database, it loads the
+    demo shop. Settings: flags, then REKKO_* variables, then \\[serve] in --config.
     """
     from rekko.service import load_settings
     from rekko.service import serve as run_service
 
+    toml = read_config(config)
+    spec = _import_spec(toml, data)
     flags = {
         "host": host,
         "port": port,
@@ -655,10 +698,58 @@ def serve(
         "database_url": database_url,
         "model_dir": model_dir,
         "model": model,
+        "follow": follow,
+        **_serve_data_settings(spec),
     }
-    settings = load_settings(config, flags=flags)
+    settings = load_settings(toml, flags=flags)
+    logging.getLogger("rekko").setLevel(logging.INFO)  # import and training progress
+    if settings.data is not None:
+        console.print(f"Importing {settings.data.interactions} into {settings.database_url}")
     console.print(f"Serving on http://{settings.host}:{settings.port} (API docs at /docs)")
     run_service(settings)
+
+
+@app.command("import")
+@data_options(IMPORT_OPTIONS)
+def import_command(
+    database_url: Annotated[
+        str | None,
+        typer.Option("--database-url", help="The service's database (default: as rekko serve)."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Read the source even if its files did not change.")
+    ] = False,
+    config: ConfigOpt = None,
+    *,
+    data: DataFlags,
+) -> None:
+    """Import interactions (and item / user features) into a service database, without
+    serving: every row is checked first, then all are stored in one transaction, or none.
+    Rows imported before are not stored again.
+
+    Examples:
+      rekko import -i events.csv --items items.csv
+      rekko import -i "postgresql+psycopg://app@db/shop" --table orders --user-col customer
+    """
+    from rekko.service import load_settings
+    from rekko.store.db import create_db_engine, upgrade_database
+    from rekko.store.imports import import_data
+
+    toml = read_config(config)
+    spec = _import_spec(toml, data)
+    if spec is None:
+        raise DataError("nothing to import: give --interactions (a file or a database URL)")
+    settings = load_settings(
+        toml, flags={"database_url": database_url, **_serve_data_settings(spec)}
+    )
+    engine = create_db_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    try:
+        with _working(f"Importing {spec.interactions}"):
+            upgrade_database(engine)
+            report = import_data(engine, spec, event_weights=settings.weights(), force=force)
+    finally:
+        engine.dispose()
+    console.print(report.summary(), markup=False, highlight=False)
 
 
 @app.command("export")

@@ -29,7 +29,7 @@ from rekko.data.dataset import FEATURE_KINDS, Dataset, EventWeights, FeatureKind
 from rekko.errors import DataError
 
 if TYPE_CHECKING:
-    from rekko.data.readers import ColumnMap
+    from rekko.data.readers import ColumnMap, RawData
 
 BUILTIN_DEMO = "demo"
 
@@ -123,12 +123,7 @@ class DataSpec(BaseModel):
 
     def load(self) -> Dataset:
         """Read and validate the data (raises :class:`DataError` with file/row/column)."""
-        for kinds, source, flag in (
-            (self.item_kinds, self.items, "items"),
-            (self.user_kinds, self.users, "users"),
-        ):
-            if kinds is not None and (source is None or self.dataset is not None):
-                raise DataError(f"--{flag[:-1]}-kinds describes the columns of a --{flag} file")
+        self._check_kinds()
         if self.dataset is not None:
             if self.interactions is not None:
                 raise DataError("give either a built-in dataset or --interactions, not both")
@@ -141,24 +136,52 @@ class DataSpec(BaseModel):
             folder = Path(self.data_dir) if self.data_dir is not None else _cached(self.dataset)
             weights = EventWeights.parse(self.event_weights) if self.event_weights else None
             return load_builtin(self.dataset, folder, event_weights=weights)
+        return self.read().to_dataset(
+            item_feature_kinds=self.item_feature_kinds(),
+            user_feature_kinds=self.user_feature_kinds(),
+            event_weights=EventWeights.parse(self.event_weights) if self.event_weights else None,
+            aggregate=self.aggregate,
+        )
+
+    def read(self) -> RawData:
+        """The rows of an ``interactions`` source (and feature files), read but not checked:
+        :meth:`RawData.to_dataset` checks them. Built-in data sets have no raw rows."""
+        self._check_kinds()
+        if self.dataset is not None:
+            raise DataError(
+                f"the built-in data set {self.dataset!r} has no raw rows to read: give "
+                "--interactions (a file, folder, glob or database URL)"
+            )
         if self.interactions is None:
             raise DataError("no data: give --interactions PATH (or --dataset demo)")
-        from rekko.data.readers import load_dataset
+        from rekko.data.readers import read_data
 
-        return load_dataset(
+        return read_data(
             self.interactions,
             items=self.items,
             users=self.users,
             columns=self.columns(),
             item_id_column=self.item_id_col,
             user_id_column=self.user_id_col,
-            item_feature_kinds=_kinds(self.item_kinds, "item_kinds"),
-            user_feature_kinds=_kinds(self.user_kinds, "user_kinds"),
-            event_weights=EventWeights.parse(self.event_weights) if self.event_weights else None,
-            aggregate=self.aggregate,
+            item_feature_kinds=self.item_feature_kinds(),
+            user_feature_kinds=self.user_feature_kinds(),
             table=self.table,
             query=self.query,
         )
+
+    def item_feature_kinds(self) -> dict[str, FeatureKind] | None:
+        return _kinds(self.item_kinds, "item_kinds")
+
+    def user_feature_kinds(self) -> dict[str, FeatureKind] | None:
+        return _kinds(self.user_kinds, "user_kinds")
+
+    def _check_kinds(self) -> None:
+        for kinds, source, flag in (
+            (self.item_kinds, self.items, "items"),
+            (self.user_kinds, self.users, "users"),
+        ):
+            if kinds is not None and (source is None or self.dataset is not None):
+                raise DataError(f"--{flag[:-1]}-kinds describes the columns of a --{flag} file")
 
     def feature_settings(self) -> list[str]:
         """The feature-table settings given (``items``, ``user_kinds``...), in flag order."""

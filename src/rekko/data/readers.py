@@ -827,6 +827,92 @@ def has_header_line(source: Source | pd.DataFrame) -> bool:
     return not str(source).lower().endswith(PARQUET_SUFFIXES)
 
 
+@dataclass(frozen=True)
+class RawData:
+    """Interactions and feature tables as read, unchecked, with where their rows came from.
+
+    :func:`read_data` returns it; :meth:`to_dataset` checks and builds the :class:`Dataset`.
+    The service's import keeps the raw rows (one event per row) after those checks pass.
+    """
+
+    interactions: pd.DataFrame
+    location: Location
+    items: pd.DataFrame | None
+    items_location: Location | None
+    users: pd.DataFrame | None
+    users_location: Location | None
+    name: str
+
+    def to_dataset(
+        self,
+        *,
+        item_feature_kinds: Mapping[str, FeatureKind] | None = None,
+        user_feature_kinds: Mapping[str, FeatureKind] | None = None,
+        event_weights: EventWeights | Mapping[str, float] | None = None,
+        aggregate: Aggregate = "sum",
+        multi_separator: str = "|",
+    ) -> Dataset:
+        """Check every row and build the data set (a :class:`DataError` names the first bad
+        row of the source it came from)."""
+        return Dataset.from_frame(
+            self.interactions,
+            item_features=self.items,
+            user_features=self.users,
+            item_feature_kinds=item_feature_kinds,
+            user_feature_kinds=user_feature_kinds,
+            event_weights=event_weights,
+            aggregate=aggregate,
+            multi_separator=multi_separator,
+            name=self.name,
+            source=self.location,
+            item_features_source=self.items_location,
+            user_features_source=self.users_location,
+        )
+
+
+def read_data(
+    interactions: Source,
+    *,
+    items: Source | pd.DataFrame | None = None,
+    users: Source | pd.DataFrame | None = None,
+    columns: ColumnMap | None = None,
+    item_id_column: str | None = None,
+    user_id_column: str | None = None,
+    item_feature_kinds: Mapping[str, FeatureKind] | None = None,
+    user_feature_kinds: Mapping[str, FeatureKind] | None = None,
+    table: str | None = None,
+    query: str | None = None,
+    items_table: str | None = None,
+    users_table: str | None = None,
+    sep: str | None = None,
+    encoding: str = "utf-8-sig",
+    name: str | None = None,
+) -> RawData:
+    """Read interactions and optional feature tables (the reading half of
+    :func:`load_dataset`; see there for the arguments). Nothing is checked yet."""
+    mapping = columns or ColumnMap()
+    frame = read_interactions(
+        interactions, columns=mapping, table=table, query=query, sep=sep, encoding=encoding
+    )
+    item_frame, item_at = _features(
+        items, "item", item_id_column, mapping.item, item_feature_kinds, items_table, encoding
+    )
+    user_frame, user_at = _features(
+        users, "user", user_id_column, mapping.user, user_feature_kinds, users_table, encoding
+    )
+    if name is None:
+        name = table or ("query" if is_database_url(interactions) else Path(interactions).stem)
+    return RawData(
+        interactions=frame,
+        location=interactions_location(interactions, columns=mapping, table=table, query=query),
+        items=item_frame,
+        items_location=item_at,
+        users=user_frame,
+        users_location=user_at,
+        name=name,
+    )
+
+
 def load_dataset(
     interactions: Source,
     *,
@@ -856,31 +942,29 @@ def load_dataset(
     both files). ``sep`` applies to the interactions file (feature files' separators are
     sniffed). Either a complete data set is returned or a :class:`DataError` is raised.
     """
-    mapping = columns or ColumnMap()
-    frame = read_interactions(
-        interactions, columns=mapping, table=table, query=query, sep=sep, encoding=encoding
+    raw = read_data(
+        interactions,
+        items=items,
+        users=users,
+        columns=columns,
+        item_id_column=item_id_column,
+        user_id_column=user_id_column,
+        item_feature_kinds=item_feature_kinds,
+        user_feature_kinds=user_feature_kinds,
+        table=table,
+        query=query,
+        items_table=items_table,
+        users_table=users_table,
+        sep=sep,
+        encoding=encoding,
+        name=name,
     )
-    item_frame, item_at = _features(
-        items, "item", item_id_column, mapping.item, item_feature_kinds, items_table, encoding
-    )
-    user_frame, user_at = _features(
-        users, "user", user_id_column, mapping.user, user_feature_kinds, users_table, encoding
-    )
-    if name is None:
-        name = table or ("query" if is_database_url(interactions) else Path(interactions).stem)
-    return Dataset.from_frame(
-        frame,
-        item_features=item_frame,
-        user_features=user_frame,
+    return raw.to_dataset(
         item_feature_kinds=item_feature_kinds,
         user_feature_kinds=user_feature_kinds,
         event_weights=event_weights,
         aggregate=aggregate,
         multi_separator=multi_separator,
-        name=name,
-        source=interactions_location(interactions, columns=mapping, table=table, query=query),
-        item_features_source=item_at,
-        user_features_source=user_at,
     )
 
 

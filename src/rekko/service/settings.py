@@ -18,8 +18,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from rekko.config import DataSpec
 from rekko.data.dataset import EventWeights, FeatureKind
 from rekko.errors import DataError, RekkoError
 
@@ -113,8 +122,21 @@ class ServeSettings(BaseModel):
     training_timeout_s: float = Field(
         3600.0, gt=0, description="A training job running longer than this is abandoned."
     )
+    data: DataSpec | None = Field(
+        None,
+        description="The team's own data, imported on start (once; a changed source imports "
+        "only its new rows): the [data] settings of rekko train (interactions file or database "
+        "URL with table / query, items, users, columns).",
+    )
+    follow: str | None = Field(
+        None,
+        description="Follow the data's database table: take in new rows as events, by this "
+        "column that only grows (an id or a time).",
+    )
     bootstrap_demo: bool = Field(
-        True, description="On an empty database, load the demo shop, train and serve it."
+        True,
+        description="On an empty database and without data, load the demo shop, train and "
+        "serve it.",
     )
     demo_users: int = Field(600, ge=10, description="Size of the demo shop (users).")
     demo_items: int = Field(400, ge=10, description="Size of the demo shop (items).")
@@ -180,6 +202,21 @@ class ServeSettings(BaseModel):
     def _empty_key(cls, value: Any) -> Any:
         return None if value == "" else value
 
+    @model_validator(mode="after")
+    def _follow_needs_a_table(self) -> ServeSettings:
+        if self.follow is None:
+            return self
+        data = self.data
+        if data is None or data.interactions is None or data.table is None:
+            raise ValueError(
+                "follow needs data from a database table: --interactions URL --table NAME"
+            )
+        from rekko.data.readers import is_database_url
+
+        if not is_database_url(data.interactions):
+            raise ValueError("follow needs --interactions to be a database URL, not a file")
+        return self
+
     # -- derived ---------------------------------------------------------------------------
     def weights(self) -> EventWeights:
         return EventWeights.parse(self.event_weights)
@@ -213,9 +250,17 @@ class ServeSettings(BaseModel):
 
     def public_dict(self) -> dict[str, Any]:
         """The settings with keys masked (for logs and the /admin view)."""
+        from rekko.data.readers import is_database_url, redact_url
+
         values = self.model_dump(mode="json")
         for scope in SCOPES:
             values[f"{scope}_key"] = "***" if self.key(scope) else None
+        values["database_url"] = redact_url(self.database_url)
+        data = values.get("data")
+        if data is not None:
+            for name in ("interactions", "items", "users"):
+                if data.get(name) is not None and is_database_url(data[name]):
+                    data[name] = redact_url(data[name])
         return values
 
 
@@ -235,7 +280,7 @@ def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         if raw is None:
             continue
         annotation = str(field.annotation)
-        if "dict" in annotation or "list" in annotation:
+        if "dict" in annotation or "list" in annotation or "DataSpec" in annotation:
             try:
                 values[name] = json.loads(raw) if raw.strip() else None
             except json.JSONDecodeError as error:

@@ -15,7 +15,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter
 from sqlalchemy import Engine
@@ -27,6 +27,9 @@ from rekko.service.training import JobRunner, TrainingBusyError, TrainingRequest
 from rekko.store import repository as repo
 from rekko.store.db import create_db_engine, upgrade_database
 from rekko.store.registry import ModelRegistry
+
+if TYPE_CHECKING:
+    from rekko.store.imports import Follower
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +102,7 @@ class ServiceState:
         #: Per failing sync step: (the error's class and message, failures in a row).
         self._failing: dict[str, tuple[str, int]] = {}
         self.started_at = time.time()
+        self.follower = self._follower()
         self._overview_metrics: tuple[float, list[dict[str, Any]]] | None = None
 
     # -- start and stop --------------------------------------------------------------------
@@ -111,7 +115,34 @@ class ServiceState:
     def close(self) -> None:
         self.flush_impressions()
         self.jobs.shutdown()
+        if self.follower is not None:
+            self.follower.close()
         self.engine.dispose()
+
+    # -- following the application's table ------------------------------------------------
+    def _follower(self) -> Follower | None:
+        settings = self.settings
+        if settings.follow is None or settings.data is None:
+            return None
+        from rekko.store.imports import Follower
+
+        return Follower(settings.data, settings.follow)
+
+    def follow(self) -> int:
+        """Take in the followed table's new rows (one process at a time: a lease); returns
+        the number of events stored. The events step of the same sync round folds them in."""
+        follower = self.follower
+        if follower is None:
+            return 0
+        ttl = max(10.0, 10 * self.settings.sync_interval_s)
+        if not repo.try_acquire_lease(self.engine, "follow", self.jobs.holder, ttl):
+            return 0
+        stored = 0
+        while True:  # a backlog is taken in whole batches within one round
+            report = follower.poll(self.engine, self.weights)
+            stored += report.stored
+            if report.read < follower.batch or not report.stored:
+                return stored
 
     # -- training --------------------------------------------------------------------------
     def _training_request(
@@ -233,6 +264,7 @@ class ServiceState:
         with self._sync_lock:
             steps: tuple[tuple[str, Callable[[], object]], ...] = (
                 ("pointer", lambda: self.pool.refresh(self.engine)),
+                ("follow", self.follow),
                 ("events", self.sync_events),
                 ("catalogue", lambda: self.catalogue.refresh(self.engine)),
                 ("impressions", self.flush_impressions),
@@ -277,17 +309,21 @@ class ServiceState:
 def prepare_database(
     settings: ServeSettings, engine: Engine, registry: ModelRegistry, jobs: JobRunner
 ) -> None:
-    """Bring the schema up to date and make sure a model is active when data allows.
+    """Bring the schema up to date, import the configured data, and make sure a model is
+    active when data allows.
 
-    On an empty database with ``bootstrap_demo``, the demo shop is loaded first. Training
-    happens here (synchronously) only when no version is active yet and events exist; when
-    another process is already doing it, this returns and the sync loop picks up its result.
+    With ``data``, its new rows are imported first (nothing when the source did not change),
+    and a model is trained when none is active yet or the import stored new events. Without
+    ``data``, on an empty database with ``bootstrap_demo``, the demo shop is loaded first.
+    Training happens here (synchronously); when another process is already doing it, this
+    returns and the sync loop picks up its result.
     """
     upgrade_database(engine)
     repo.fail_stale_jobs(engine, older_than=time.time() - settings.training_timeout_s - 60)
-    if registry.active is not None:
+    imported = import_configured_data(settings, engine, jobs.holder)
+    if registry.active is not None and not imported:
         return
-    if repo.is_empty(engine) and settings.bootstrap_demo:
+    if settings.data is None and repo.is_empty(engine) and settings.bootstrap_demo:
         if not repo.try_acquire_lease(engine, "bootstrap", jobs.holder, 600):
             logger.info("another process is loading the demo data")
             return
@@ -300,7 +336,27 @@ def prepare_database(
     if repo.last_event_id(engine) == 0:
         logger.warning("no events stored and no model active: /ready stays 503 until trained")
         return
+    trigger = "import" if imported else "bootstrap"
+    logger.info("training %s on the stored events (%s)", settings.model, trigger)
     try:
-        jobs.run_now("bootstrap", settings.model, settings.model_params)
+        jobs.run_now(trigger, settings.model, settings.model_params)
     except TrainingBusyError:
         logger.info("another process is training the first model")
+
+
+def import_configured_data(settings: ServeSettings, engine: Engine, holder: str) -> int:
+    """Import ``settings.data`` (once across processes: a lease); returns events stored."""
+    if settings.data is None:
+        return 0
+    from rekko.store.imports import import_data
+
+    if not repo.try_acquire_lease(engine, "import", holder, 3600):
+        logger.info("another process is importing the data")
+        return 0
+    try:
+        logger.info("importing %s", settings.data.interactions)
+        report = import_data(engine, settings.data, event_weights=settings.weights())
+    finally:
+        repo.release_lease(engine, "import", holder)
+    logger.debug("import: %s", report.summary())
+    return report.stored

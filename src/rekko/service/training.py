@@ -39,6 +39,7 @@ from rekko.service.errors import public_message
 from rekko.service.settings import GATE_METRIC
 from rekko.store import repository as repo
 from rekko.store.db import create_db_engine
+from rekko.store.imports import RATING_EVENT
 from rekko.store.registry import ModelRegistry, VersionInfo
 
 logger = logging.getLogger(__name__)
@@ -126,7 +127,9 @@ def _clean_features(frame: pd.DataFrame | None, id_column: str) -> pd.DataFrame 
 
 
 def build_dataset(data: repo.TrainingData, request: TrainingRequest) -> Dataset:
-    """The stored events and features as a :class:`Dataset` (implicit, weighted events)."""
+    """The stored events and features as a :class:`Dataset`: implicit, weighted events, or
+    explicit ratings when every stored event is a ``rating`` (as an import of ratings
+    stores them)."""
     if data.events.empty:
         raise DataError("no events are stored yet: post events to /events first")
     events = data.events
@@ -136,6 +139,10 @@ def build_dataset(data: repo.TrainingData, request: TrainingRequest) -> Dataset:
         events = events[~blank]
     items = _clean_features(data.items, "item_id")
     users = _clean_features(data.users, "user_id")
+    if (events["event"] == RATING_EVENT).all():
+        # Only ratings (imported from a source of ratings): train on them as rekko train
+        # does on that source, as explicit feedback.
+        events = events.drop(columns="event").rename(columns={"value": "rating"})
     return Dataset.from_frame(
         events,
         item_features=items,

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import pandas as pd
 from sqlalchemy import (
+    Connection,
     Engine,
     Insert,
     and_,
@@ -66,56 +67,75 @@ def _upsert(
     Portable across the three databases (no dialect upsert); a concurrent insert of the same
     new key makes the transaction retry once.
     """
-    latest: dict[str, Mapping[str, Any]] = {}
-    for row in rows:
-        latest[row[key]] = row  # the last row of a batch wins for a repeated key
     for attempt in range(2):
         try:
             with write_transaction(engine) as connection:
-                keys = list(latest)
-                existing: set[str] = set()
-                for part in _chunks(keys):
-                    found = connection.execute(select(table.c[key]).where(table.c[key].in_(part)))
-                    existing.update(found.scalars())
-                fresh = [dict(latest[k]) for k in keys if k not in existing]
-                changed = [
-                    {"_key": k, **{f"_{name}": v for name, v in latest[k].items()}}
-                    for k in keys
-                    if k in existing
-                ]
-                if fresh:
-                    connection.execute(insert(table), fresh)
-                if changed:
-                    names = [name for name in latest[keys[0]] if name != key]
-                    statement = (
-                        update(table)
-                        .where(table.c[key] == bindparam("_key"))
-                        .values({name: bindparam(f"_{name}") for name in names})
-                    )
-                    connection.execute(statement, changed)
-                return len(fresh), len(changed)
+                return _upsert_in(connection, table, key, rows)
         except IntegrityError:
             if attempt:
                 raise
     raise AssertionError("unreachable")
 
 
-def upsert_items(
-    engine: Engine,
-    records: Sequence[tuple[str, Mapping[str, Any], ItemStatus | None]],
+def _upsert_in(
+    connection: Connection, table: Any, key: str, rows: Sequence[Mapping[str, Any]]
 ) -> tuple[int, int]:
+    """:func:`_upsert` inside the caller's transaction."""
+    latest: dict[str, Mapping[str, Any]] = {}
+    for row in rows:
+        latest[row[key]] = row  # the last row of a batch wins for a repeated key
+    keys = list(latest)
+    existing: set[str] = set()
+    for part in _chunks(keys):
+        found = connection.execute(select(table.c[key]).where(table.c[key].in_(part)))
+        existing.update(found.scalars())
+    fresh = [dict(latest[k]) for k in keys if k not in existing]
+    changed = [
+        {"_key": k, **{f"_{name}": v for name, v in latest[k].items()}}
+        for k in keys
+        if k in existing
+    ]
+    if fresh:
+        connection.execute(insert(table), fresh)
+    if changed:
+        names = [name for name in latest[keys[0]] if name != key]
+        statement = (
+            update(table)
+            .where(table.c[key] == bindparam("_key"))
+            .values({name: bindparam(f"_{name}") for name in names})
+        )
+        connection.execute(statement, changed)
+    return len(fresh), len(changed)
+
+
+ItemRow = tuple[str, Mapping[str, Any], "ItemStatus | None"]
+
+
+def upsert_items(engine: Engine, records: Sequence[ItemRow]) -> tuple[int, int]:
     """Create or replace items ``(item_id, features, status)``; ``None`` status keeps the
     item's status (new items are active). Deleted items stay deleted, without features.
     Returns (inserted, updated)."""
+    for attempt in range(2):
+        try:
+            with write_transaction(engine) as connection:
+                return upsert_items_in(connection, records)
+        except IntegrityError:
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
+def upsert_items_in(connection: Connection, records: Sequence[ItemRow]) -> tuple[int, int]:
+    """:func:`upsert_items` inside the caller's (write) transaction, which also reads the
+    statuses it keeps, so that a concurrent delete cannot be undone."""
     stamp = now_us()
-    with engine.connect() as connection:
-        statuses: dict[str, str] = {}
-        ids = [record[0] for record in records]
-        for part in _chunks(ids):
-            found = connection.execute(
-                select(items.c.item_id, items.c.status).where(items.c.item_id.in_(part))
-            )
-            statuses.update({row.item_id: row.status for row in found})
+    statuses: dict[str, str] = {}
+    ids = [record[0] for record in records]
+    for part in _chunks(ids):
+        found = connection.execute(
+            select(items.c.item_id, items.c.status).where(items.c.item_id.in_(part))
+        )
+        statuses.update({row.item_id: row.status for row in found})
     rows = [
         {
             "item_id": item_id,
@@ -127,7 +147,7 @@ def upsert_items(
         }
         for item_id, features, status in records
     ]
-    return _upsert(engine, items, "item_id", rows)
+    return _upsert_in(connection, items, "item_id", rows)
 
 
 def set_item_status(engine: Engine, item_id: str, status: ItemStatus) -> ItemStatus | None:
@@ -171,12 +191,22 @@ def upsert_users(
     engine: Engine, records: Sequence[tuple[str, Mapping[str, Any]]]
 ) -> tuple[int, int]:
     """Create or replace users' features. Returns (inserted, updated)."""
+    return _upsert(engine, users, "user_id", _user_rows(records))
+
+
+def upsert_users_in(
+    connection: Connection, records: Sequence[tuple[str, Mapping[str, Any]]]
+) -> tuple[int, int]:
+    """:func:`upsert_users` inside the caller's transaction."""
+    return _upsert_in(connection, users, "user_id", _user_rows(records))
+
+
+def _user_rows(records: Sequence[tuple[str, Mapping[str, Any]]]) -> list[dict[str, Any]]:
     stamp = now_us()
-    rows = [
+    return [
         {"user_id": user_id, "features": dict(features), "updated_at": stamp}
         for user_id, features in records
     ]
-    return _upsert(engine, users, "user_id", rows)
 
 
 def get_user(engine: Engine, user_id: str) -> dict[str, Any] | None:

@@ -116,3 +116,20 @@ leases = Table(
     Column("holder", String(64), nullable=False),
     Column("expires_at", Double(), nullable=False),
 )
+
+imports = Table(
+    "imports",
+    metadata,
+    # A hash of the source's description (path, or URL with table / query): one row a source.
+    Column("source_key", String(64), primary_key=True),
+    # The source as the user named it (a database URL without its password).
+    Column("source", Text(), nullable=False),
+    # What the source held at the last import (hash of its files; NULL for database sources,
+    # which are compared row by row).
+    Column("fingerprint", String(64), nullable=True),
+    Column("rows", BigInteger(), nullable=False),
+    Column("stored", BigInteger(), nullable=False),
+    # The last value of a followed column (JSON: a number or a text), NULL when not followed.
+    Column("watermark", JSON(), nullable=True),
+    Column("updated_at", Double(), nullable=False),
+)

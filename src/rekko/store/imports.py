@@ -1,0 +1,550 @@
+"""Importing a team's own data into the service database, once, and following a table.
+
+:func:`import_data` reads an interactions source (a CSV / Parquet file or a database table or
+query, as :class:`~rekko.config.DataSpec` describes it) and its item and user feature files,
+checks every row as ``rekko train`` does, and stores them in one transaction: either all of
+it is imported or nothing is.
+
+Each row becomes one event whose ``event_id`` is derived from the source and the row's
+content (user, item, event type, value, time, and how many identical rows came before it).
+Importing the same source again therefore stores nothing twice, and a file that grew (or
+changed) stores only the rows that are new. A file source whose bytes did not change since
+its last import is not even read again (its hash is kept in the ``imports`` table).
+
+Rows become events like this: the event type is the source's event column, else ``rating``
+when it has ratings (the service then trains on explicit ratings, see
+:func:`rekko.service.training.build_dataset`), else ``interaction``; the value is the rating or
+the value column, else 1; the time is the source's time column, else the import's time (rows
+keep their order). :class:`Follower` polls a database table for rows whose column (an id or a
+time that only grows) passed the last one taken, and stores them the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy import Connection, Engine, select
+
+from rekko import progress
+from rekko.config import DataSpec
+from rekko.data.dataset import EVENT, ITEM, MAX_VALUE, RATING, TIMESTAMP, USER, VALUE, EventWeights
+from rekko.data.readers import RawData, is_database_url, redact_url
+from rekko.data.validation import Location, parse_timestamps
+from rekko.errors import DataError
+from rekko.store.db import write_transaction
+from rekko.store.repository import upsert_items_in, upsert_users_in
+from rekko.store.schema import imports as imports_table
+
+logger = logging.getLogger(__name__)
+
+#: Event type of rows from a source with ratings and no event column.
+RATING_EVENT = "rating"
+#: Event type of rows from a source with neither ratings nor an event column.
+INTERACTION_EVENT = "interaction"
+#: Events written per statement (progress is reported after each).
+IMPORT_CHUNK = 50_000
+#: SQLite page cache while importing (KiB; the connection's default is 2 MB).
+SQLITE_IMPORT_CACHE_KB = 512 * 1024
+_EVENT_COLUMNS = ("event_id", "user_id", "item_id", "event_type", "value", "occurred_at")
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What one import did."""
+
+    source: str
+    rows: int  # rows in the source
+    stored: int  # events stored now
+    already: int  # rows stored by an earlier import
+    items: int  # item feature rows written (inserted or updated)
+    users: int  # user feature rows written
+    seconds: float
+    unchanged: bool = False  # the source's files did not change: nothing was read
+
+    @property
+    def rate(self) -> float:
+        """Rows per second."""
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        if self.unchanged:
+            return f"{self.source}: unchanged since its last import, nothing to do"
+        parts = [f"{self.stored:,} new events"]
+        if self.already:
+            parts.append(f"{self.already:,} already stored")
+        if self.items:
+            parts.append(f"{self.items:,} items")
+        if self.users:
+            parts.append(f"{self.users:,} users")
+        return (
+            f"{self.source}: {self.rows:,} rows, {', '.join(parts)} in {self.seconds:.1f} s "
+            f"({self.rate:,.0f} rows/s)"
+        )
+
+
+def describe(spec: DataSpec) -> str:
+    """The source as shown to people (a database URL without its password)."""
+    if spec.interactions is None:
+        raise DataError("no data to import: give --interactions (a file or a database URL)")
+    if is_database_url(spec.interactions):
+        where = spec.table if spec.table is not None else f"query {spec.query!r}"
+        return f"{redact_url(spec.interactions)} ({where})"
+    return str(Path(spec.interactions).resolve())
+
+
+def source_key(spec: DataSpec) -> str:
+    """One key per source and column mapping (what makes two imports "the same source")."""
+    described = {
+        "source": describe(spec),
+        "columns": spec.columns().source_names(),
+        "items": _resolved(spec.items),
+        "users": _resolved(spec.users),
+    }
+    text = json.dumps(described, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _resolved(path: str | None) -> str | None:
+    if path is None or is_database_url(path):
+        return path
+    return str(Path(path).resolve())
+
+
+def fingerprint(spec: DataSpec) -> str | None:
+    """A hash of the source's files (and of the settings that change what rows become), or
+    ``None`` for a database source, which can change without a trace."""
+    paths = [spec.interactions, spec.items, spec.users]
+    if any(path is not None and is_database_url(path) for path in paths):
+        return None
+    digest = hashlib.sha256()
+    digest.update(
+        json.dumps(
+            {
+                "columns": spec.columns().source_names(),
+                "kinds": [spec.item_kinds, spec.user_kinds],
+                "ids": [spec.item_id_col, spec.user_id_col],
+            },
+            sort_keys=True,
+        ).encode()
+    )
+    for path in paths:
+        digest.update(b"\0")
+        if path is None:
+            continue
+        file = Path(path)
+        if not file.is_file():
+            return None  # the reader says what is wrong with it
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+# -- rows to events --------------------------------------------------------------------------
+def event_frame(
+    frame: pd.DataFrame,
+    key: str,
+    *,
+    now: float,
+    location: Location | None = None,
+    identity: npt.NDArray[Any] | None = None,
+) -> pd.DataFrame:
+    """The events of checked raw rows: ``event_id``, ``user_id``, ``item_id``, ``event_type``,
+    ``value``, ``occurred_at`` (see the module docstring). ``identity`` (one value a row) is
+    part of each event's id too."""
+    n = len(frame)
+    if EVENT in frame.columns:
+        kinds = frame[EVENT].astype(str).str.strip()
+    else:
+        kinds = pd.Series(
+            [RATING_EVENT if RATING in frame.columns else INTERACTION_EVENT] * n, dtype=object
+        )
+    if RATING in frame.columns:
+        values = pd.to_numeric(frame[RATING]).to_numpy(dtype=np.float64)
+    elif VALUE in frame.columns:
+        values = pd.to_numeric(frame[VALUE]).to_numpy(dtype=np.float64)
+    else:
+        values = np.ones(n, dtype=np.float64)
+    values = np.minimum(values, MAX_VALUE)
+    if TIMESTAMP in frame.columns:
+        times: npt.NDArray[np.float64] = parse_timestamps(
+            frame[TIMESTAMP], source=location, column=TIMESTAMP
+        ).astype(np.float64)
+        raw_time = frame[TIMESTAMP].astype(str).to_numpy()
+    else:
+        # No times: the import's, a microsecond apart so that the rows keep their order.
+        times = now + np.arange(n, dtype=np.float64) * 1e-6
+        raw_time = np.full(n, "", dtype=object)
+    out = pd.DataFrame(
+        {
+            "user_id": frame[USER].astype(str).to_numpy(),
+            "item_id": frame[ITEM].astype(str).to_numpy(),
+            "event_type": kinds.to_numpy(),
+            "value": values,
+            "occurred_at": times,
+        }
+    )
+    content = out[["user_id", "item_id", "event_type", "value"]].assign(time=raw_time)
+    if identity is not None:
+        content["identity"] = identity
+    hashes = pd.util.hash_pandas_object(content, index=False).to_numpy(dtype=np.uint64)
+    repeat = pd.Series(hashes).groupby(hashes).cumcount().to_numpy()
+    prefix = key[:12]
+    out.insert(
+        0,
+        "event_id",
+        [f"{prefix}-{h:016x}-{r}" for h, r in zip(hashes.tolist(), repeat.tolist(), strict=True)],
+    )
+    return out
+
+
+def check(raw: RawData, spec: DataSpec, weights: EventWeights) -> None:
+    """Every row checked as ``rekko train`` checks them, and every event type weighted."""
+    raw.to_dataset(
+        item_feature_kinds=spec.item_feature_kinds(),
+        user_feature_kinds=spec.user_feature_kinds(),
+        event_weights=weights,
+        aggregate=spec.aggregate,
+    )
+    if EVENT not in raw.interactions.columns:
+        kind = RATING_EVENT if RATING in raw.interactions.columns else INTERACTION_EVENT
+        weights.weigh(pd.Series([kind]), source=raw.location)
+
+
+# -- writing ---------------------------------------------------------------------------------
+def insert_events(connection: Connection, frame: pd.DataFrame) -> int:
+    """Store an event frame (see :func:`event_frame`) in the caller's transaction, skipping
+    events whose id is stored already; returns how many were stored. Bulk paths: ``COPY`` on
+    PostgreSQL, multi-row ``INSERT IGNORE`` on MariaDB, one prepared statement on SQLite."""
+    if frame.empty:
+        return 0
+    received = time.time()
+    dialect = connection.dialect.name
+    stored = 0
+    total = len(frame)
+    for start in range(0, total, IMPORT_CHUNK):
+        part = frame.iloc[start : start + IMPORT_CHUNK]
+        rows = list(
+            zip(
+                part["event_id"].tolist(),
+                part["user_id"].tolist(),
+                part["item_id"].tolist(),
+                part["event_type"].tolist(),
+                part["value"].tolist(),
+                part["occurred_at"].tolist(),
+                [received] * len(part),
+                strict=True,
+            )
+        )
+        if dialect == "postgresql":
+            stored += _copy_postgres(connection, rows)
+        else:
+            stored += _insert_rows(connection, rows)
+        progress.step("importing events", min(start + IMPORT_CHUNK, total), total)
+    return stored
+
+
+def _columns() -> str:
+    return ", ".join((*_EVENT_COLUMNS, "received_at"))
+
+
+def _insert_rows(connection: Connection, rows: Sequence[tuple[Any, ...]]) -> int:
+    dialect = connection.dialect.name
+    if dialect == "sqlite":
+        marks = ", ".join("?" * 7)
+        statement = (
+            f"INSERT INTO events ({_columns()}) VALUES ({marks}) ON CONFLICT (event_id) DO NOTHING"
+        )
+    elif dialect in ("mysql", "mariadb"):
+        marks = ", ".join(["%s"] * 7)
+        statement = f"INSERT IGNORE INTO events ({_columns()}) VALUES ({marks})"
+    else:
+        raise DataError(f"importing into a {dialect} database is not supported")
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        if dialect == "sqlite":
+            # The unique index on event ids takes keys in random order: with SQLite's default
+            # 2 MB page cache each insert reads pages back from the file.
+            cursor.execute(f"PRAGMA cache_size = -{SQLITE_IMPORT_CACHE_KB}")
+        cursor.executemany(statement, rows)
+        return int(cursor.rowcount)
+    finally:
+        cursor.close()
+
+
+def _copy_postgres(connection: Connection, rows: Sequence[tuple[Any, ...]]) -> int:
+    raw = connection.connection.driver_connection
+    with raw.cursor() as cursor:  # type: ignore[union-attr]
+        cursor.execute(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS rekko_import (seq bigint, event_id text, "
+            "user_id text, item_id text, event_type text, value double precision, "
+            "occurred_at double precision, received_at double precision) ON COMMIT DROP"
+        )
+        cursor.execute("TRUNCATE rekko_import")
+        with cursor.copy(f"COPY rekko_import (seq, {_columns()}) FROM STDIN") as copy:
+            for seq, row in enumerate(rows):
+                copy.write_row((seq, *row))
+        cursor.execute(
+            f"INSERT INTO events ({_columns()}) SELECT {_columns()} FROM rekko_import "
+            "ORDER BY seq ON CONFLICT (event_id) DO NOTHING"
+        )
+        return int(cursor.rowcount)
+
+
+def _feature_records(frame: pd.DataFrame | None, id_column: str) -> list[tuple[str, Any]]:
+    """(id, features) of a feature table: JSON-ready values, missing ones left out, lists
+    (``a|b``) kept as lists."""
+    if frame is None:
+        return []
+    records: list[tuple[str, Any]] = []
+    columns = [c for c in frame.columns if c != id_column]
+    for row in frame.itertuples(index=False, name=None):
+        values = dict(zip(frame.columns, row, strict=True))
+        features: dict[str, Any] = {}
+        for name in columns:
+            value = values[name]
+            if value is None or (isinstance(value, float) and np.isnan(value)):
+                continue
+            features[str(name)] = value.item() if isinstance(value, np.generic) else value
+        records.append((str(values[id_column]), features))
+    return records
+
+
+def _multi(records: list[tuple[str, Any]], kinds: Mapping[str, str] | None) -> None:
+    """Columns of kind ``multi`` as lists (``a|b|c``), as the service stores them."""
+    for _, features in records:
+        for name, kind in (kinds or {}).items():
+            value = features.get(name)
+            if kind == "multi" and isinstance(value, str):
+                features[name] = [part for part in value.split("|") if part]
+
+
+@dataclass(frozen=True)
+class ImportState:
+    """The ``imports`` row of one source."""
+
+    source_key: str
+    fingerprint: str | None
+    rows: int
+    stored: int
+    watermark: Any
+
+
+def import_state(engine: Engine | Connection, key: str) -> ImportState | None:
+    statement = select(imports_table).where(imports_table.c.source_key == key)
+    if isinstance(engine, Connection):
+        row = engine.execute(statement).first()
+    else:
+        with engine.connect() as connection:
+            row = connection.execute(statement).first()
+    if row is None:
+        return None
+    return ImportState(
+        row.source_key, row.fingerprint, int(row.rows), int(row.stored), row.watermark
+    )
+
+
+def list_imports(engine: Engine) -> list[dict[str, Any]]:
+    """Every imported or followed source, most recent first (for the dashboard and CLI)."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(imports_table).order_by(imports_table.c.updated_at.desc())
+        ).all()
+    return [dict(row._mapping) for row in rows]
+
+
+def _save_state(
+    connection: Connection,
+    key: str,
+    source: str,
+    *,
+    fingerprint: str | None,
+    rows: int,
+    stored: int,
+    watermark: Any = None,
+) -> None:
+    values = {
+        "source": source,
+        "fingerprint": fingerprint,
+        "rows": rows,
+        "stored": stored,
+        "watermark": watermark,
+        "updated_at": time.time(),
+    }
+    table = imports_table
+    found = connection.execute(
+        select(table.c.stored).where(table.c.source_key == key)
+    ).scalar_one_or_none()
+    if found is None:
+        connection.execute(sa.insert(table).values(source_key=key, **values))
+    else:
+        values["stored"] = int(found) + stored
+        connection.execute(sa.update(table).where(table.c.source_key == key).values(values))
+
+
+# -- the import ------------------------------------------------------------------------------
+def import_data(
+    engine: Engine,
+    spec: DataSpec,
+    *,
+    event_weights: EventWeights | str = "*=1",
+    force: bool = False,
+) -> ImportReport:
+    """Import ``spec``'s interactions (and feature files) into the service database.
+
+    Every row is checked first (a :class:`DataError` names the first bad one and nothing is
+    stored); then items, users and events are written in one transaction. Events already
+    stored by an earlier import of the same source are skipped; an unchanged file is not read
+    at all unless ``force``. ``event_weights`` are the service's: an event type without a
+    weight is an error here rather than in the first training job.
+    """
+    started = time.perf_counter()
+    weights = EventWeights.parse(event_weights) if isinstance(event_weights, str) else event_weights
+    source = describe(spec)
+    key = source_key(spec)
+    hashed = fingerprint(spec)
+    previous = import_state(engine, key)
+    unchanged = previous is not None and hashed is not None and previous.fingerprint == hashed
+    if unchanged and not force:
+        assert previous is not None
+        return ImportReport(source, previous.rows, 0, previous.rows, 0, 0, 0.0, True)
+    raw = spec.read()
+    progress.step("checking rows", 0, 1)
+    check(raw, spec, weights)
+    progress.step("checking rows", 1, 1)
+    frame = event_frame(raw.interactions, key, now=time.time(), location=raw.location)
+    items = _feature_records(raw.items, ITEM)
+    _multi(items, spec.item_feature_kinds())
+    users = _feature_records(raw.users, USER)
+    _multi(users, spec.user_feature_kinds())
+    with write_transaction(engine) as connection:
+        written_items = sum(upsert_items_in(connection, [(i, f, None) for i, f in items]))
+        written_users = sum(upsert_users_in(connection, users))
+        stored = insert_events(connection, frame)
+        _save_state(connection, key, source, fingerprint=hashed, rows=len(frame), stored=stored)
+    seconds = time.perf_counter() - started
+    report = ImportReport(
+        source, len(frame), stored, len(frame) - stored, written_items, written_users, seconds
+    )
+    logger.info("imported %s", report.summary())
+    return report
+
+
+# -- following a table -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class FollowReport:
+    stored: int
+    read: int
+    watermark: Any
+
+
+class Follower:
+    """Takes in new rows of the application's own table as events.
+
+    ``column`` only grows (an auto-increment id, or a time written as rows are added). Each
+    :meth:`poll` reads the rows at or after the last value taken (rows written with the same
+    value after the last poll are not missed; those taken already are skipped by their event
+    ids) and stores them with the new last value in one transaction, so a restart neither loses
+    nor doubles a row.
+    """
+
+    def __init__(self, spec: DataSpec, column: str, *, batch: int = 10_000) -> None:
+        if spec.interactions is None or not is_database_url(spec.interactions):
+            raise DataError("--follow needs --interactions to be a database URL")
+        if spec.table is None:
+            raise DataError("--follow needs --table (the table that the application writes to)")
+        if not column.strip():
+            raise DataError("--follow needs the name of a column that only grows")
+        self.spec = spec
+        self.column = column
+        self.batch = batch
+        followed = f"{source_key(spec)}:follow:{column}"
+        self.key = hashlib.sha256(followed.encode()).hexdigest()[:32]
+        self.source = f"{describe(spec)} following {column}"
+        self._engine: Engine | None = None
+
+    def _source(self) -> Engine:
+        if self._engine is None:
+            self._engine = sa.create_engine(str(self.spec.interactions), pool_pre_ping=True)
+        return self._engine
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    def _read(self, watermark: Any) -> pd.DataFrame:
+        engine = self._source()
+        with engine.connect() as connection:
+            table = sa.Table(str(self.spec.table), sa.MetaData(), autoload_with=connection)
+            if self.column not in table.c:
+                raise DataError(
+                    f"--follow column {self.column!r} is not in table {self.spec.table!r} "
+                    f"(columns: {', '.join(table.c.keys())})"
+                )
+            followed = table.c[self.column]
+            statement = select(table).order_by(followed).limit(self.batch)
+            if watermark is not None:
+                statement = statement.where(followed >= watermark)
+            rows = connection.execute(statement).all()
+            names = list(table.c.keys())
+        return pd.DataFrame.from_records(rows, columns=names, coerce_float=True)
+
+    def poll(self, engine: Engine, weights: EventWeights) -> FollowReport:
+        """Read and store the rows that are new since the last poll (one batch at most)."""
+        state = import_state(engine, self.key)
+        watermark = state.watermark if state is not None else None
+        table = self._read(watermark)
+        if table.empty:
+            return FollowReport(0, 0, watermark)
+        last = table[self.column].iloc[-1]
+        last_value = last.item() if isinstance(last, np.generic) else last
+        if isinstance(last_value, pd.Timestamp):
+            last_value = last_value.isoformat()
+        mapping = self.spec.columns()
+        picked = mapping.resolve([str(c) for c in table.columns], source=self.source)
+        frame = table[list(picked)].rename(columns=picked)
+        from rekko.data.readers import as_text, normalize_ids
+
+        for column in (USER, ITEM):
+            frame[column] = normalize_ids(frame[column])
+        if EVENT in frame.columns:
+            frame[EVENT] = as_text(frame[EVENT])
+        raw = RawData(frame, Location(self.source, first_row=1), None, None, None, None, "rows")
+        check(raw, self.spec, weights)
+        # The followed column's value is part of each event's identity: rows of the same
+        # content written at different times are different events.
+        events_of = event_frame(
+            frame,
+            self.key,
+            now=time.time(),
+            location=raw.location,
+            identity=table[self.column].astype(str).to_numpy(),
+        )
+        with write_transaction(engine) as connection:
+            stored = insert_events(connection, events_of)
+            if not stored and last_value == watermark:
+                return FollowReport(0, len(frame), watermark)  # only the last row again
+            _save_state(
+                connection,
+                self.key,
+                self.source,
+                fingerprint=None,
+                rows=(state.rows if state else 0) + stored,
+                stored=stored,
+                watermark=last_value,
+            )
+        if stored:
+            logger.info("took %d new row(s) from %s", stored, self.source)
+        return FollowReport(stored, len(frame), last_value)
