@@ -137,12 +137,7 @@ class ServiceState:
         ttl = max(10.0, 10 * self.settings.sync_interval_s)
         if not repo.try_acquire_lease(self.engine, "follow", self.jobs.holder, ttl):
             return 0
-        stored = 0
-        while True:  # a backlog is taken in whole batches within one round
-            report = follower.poll(self.engine, self.weights)
-            stored += report.stored
-            if report.read < follower.batch or not report.stored:
-                return stored
+        return follower.catch_up(self.engine, self.weights)
 
     # -- training --------------------------------------------------------------------------
     def _training_request(
@@ -345,18 +340,30 @@ def prepare_database(
 
 
 def import_configured_data(settings: ServeSettings, engine: Engine, holder: str) -> int:
-    """Import ``settings.data`` (once across processes: a lease); returns events stored."""
-    if settings.data is None:
+    """Import ``settings.data`` (once across processes: a lease); returns events stored.
+
+    A followed table is taken in by its follower from the start (so that following goes on
+    from the last row imported), with the feature files imported beside it.
+    """
+    data = settings.data
+    if data is None:
         return 0
-    from rekko.store.imports import import_data
+    from rekko.store.imports import Follower, import_data, import_features
 
     if not repo.try_acquire_lease(engine, "import", holder, 3600):
         logger.info("another process is importing the data")
         return 0
     try:
-        logger.info("importing %s", settings.data.interactions)
-        report = import_data(engine, settings.data, event_weights=settings.weights())
+        logger.info("importing %s", data.interactions)
+        if settings.follow is not None:
+            import_features(engine, data)
+            follower = Follower(data, settings.follow)
+            try:
+                stored = follower.catch_up(engine, settings.weights())
+            finally:
+                follower.close()
+            logger.info("took %d new row(s) from %s", stored, follower.source)
+            return stored
+        return import_data(engine, data, event_weights=settings.weights()).stored
     finally:
         repo.release_lease(engine, "import", holder)
-    logger.debug("import: %s", report.summary())
-    return report.stored

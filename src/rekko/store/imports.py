@@ -28,7 +28,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -181,11 +181,13 @@ def event_frame(
         times: npt.NDArray[np.float64] = parse_timestamps(
             frame[TIMESTAMP], source=location, column=TIMESTAMP
         ).astype(np.float64)
-        raw_time = frame[TIMESTAMP].astype(str).to_numpy()
+        # Parsed, not as written: pandas formats a column of times by what the whole column
+        # holds, so the same time can read differently in two batches.
+        raw_time = times
     else:
         # No times: the import's, a microsecond apart so that the rows keep their order.
         times = now + np.arange(n, dtype=np.float64) * 1e-6
-        raw_time = np.full(n, "", dtype=object)
+        raw_time = np.zeros(n, dtype=np.float64)
     out = pd.DataFrame(
         {
             "user_id": frame[USER].astype(str).to_numpy(),
@@ -441,6 +443,31 @@ def import_data(
     return report
 
 
+def import_features(engine: Engine, spec: DataSpec) -> tuple[int, int]:
+    """Import only the item and user feature files of ``spec`` (for a followed table, whose
+    rows :class:`Follower` takes in); returns (items, users) written."""
+    from rekko.data.readers import read_features
+
+    tables: dict[str, list[tuple[str, Any]]] = {ITEM: [], USER: []}
+    sources: tuple[tuple[Literal["item", "user"], str | None, str | None, Any], ...] = (
+        ("item", spec.items, spec.item_id_col, spec.item_feature_kinds()),
+        ("user", spec.users, spec.user_id_col, spec.user_feature_kinds()),
+    )
+    for target, path, id_column, kinds in sources:
+        if path is None:
+            continue
+        canonical = ITEM if target == "item" else USER
+        frame = read_features(path, id_column=id_column or canonical, target=target, kinds=kinds)
+        tables[canonical] = _feature_records(frame, canonical)
+        _multi(tables[canonical], kinds)
+    if not tables[ITEM] and not tables[USER]:
+        return 0, 0
+    with write_transaction(engine) as connection:
+        items = sum(upsert_items_in(connection, [(i, f, None) for i, f in tables[ITEM]]))
+        users = sum(upsert_users_in(connection, tables[USER]))
+    return items, users
+
+
 # -- following a table -----------------------------------------------------------------------
 @dataclass(frozen=True)
 class FollowReport:
@@ -501,6 +528,15 @@ class Follower:
             names = list(table.c.keys())
         return pd.DataFrame.from_records(rows, columns=names, coerce_float=True)
 
+    def catch_up(self, engine: Engine, weights: EventWeights) -> int:
+        """Poll until the rows written so far are all taken in; returns events stored."""
+        stored = 0
+        while True:
+            report = self.poll(engine, weights)
+            stored += report.stored
+            if report.read < self.batch or not report.stored:
+                return stored
+
     def poll(self, engine: Engine, weights: EventWeights) -> FollowReport:
         """Read and store the rows that are new since the last poll (one batch at most)."""
         state = import_state(engine, self.key)
@@ -546,5 +582,5 @@ class Follower:
                 watermark=last_value,
             )
         if stored:
-            logger.info("took %d new row(s) from %s", stored, self.source)
+            logger.debug("took %d new row(s) from %s", stored, self.source)
         return FollowReport(stored, len(frame), last_value)
