@@ -290,64 +290,21 @@ class Dataset:
         :class:`~rekko.data.validation.Location` that also numbers rows and names columns as
         the source does); errors name them. The data are checked before anything is built.
         """
-        at = Location.of(source)
-        for column in (USER, ITEM):
-            if column not in frame.columns:
-                raise DataError(
-                    f"missing column {column!r} (columns found: {list(frame.columns)}); map your "
-                    "columns with the column options",
-                    source=at.source,
-                )
-        if frame.empty:
-            raise DataError("no interactions (the data is empty)", source=at.source)
-        # Feature tables first, as when their files are read before the interactions' values.
-        base = at.source or name
-        checked_items = (
-            _CheckedFeatures.of(
-                item_features,
-                ITEM,
-                item_feature_kinds,
-                Location.of(item_features_source or f"{base} item features"),
-            )
-            if item_features is not None
-            else None
+        rows = check_rows(
+            frame,
+            item_features=item_features,
+            user_features=user_features,
+            item_feature_kinds=item_feature_kinds,
+            user_feature_kinds=user_feature_kinds,
+            event_weights=event_weights,
+            name=name,
+            source=source,
+            item_features_source=item_features_source,
+            user_features_source=user_features_source,
         )
-        checked_users = (
-            _CheckedFeatures.of(
-                user_features,
-                USER,
-                user_feature_kinds,
-                Location.of(user_features_source or f"{base} user features"),
-            )
-            if user_features is not None
-            else None
-        )
-        frame = frame.reset_index(drop=True)
-        for column in (USER, ITEM):
-            validation.check_ids(frame[column], column, at)
-        explicit = RATING in frame.columns
-        if explicit:
-            values = validation.check_numbers(frame[RATING], RATING, at)
-        elif VALUE in frame.columns:
-            values = validation.check_numbers(frame[VALUE], VALUE, at)
-        else:
-            values = np.ones(len(frame), dtype=np.float64)
-        events: pd.Series | None = None
-        if EVENT in frame.columns:
-            events = validation.check_events(frame[EVENT], EVENT, at)
-            weights = (
-                event_weights
-                if isinstance(event_weights, EventWeights)
-                else EventWeights(dict(event_weights or {}), None if event_weights else 1.0)
-            )
-            event_weight = weights.weigh(events, source=at)
-            if not explicit:
-                with np.errstate(over="ignore"):  # clipped below
-                    values = values * event_weight
-        values = _bounded(values, at)
-        timestamps: npt.NDArray[np.int64] | None = None
-        if TIMESTAMP in frame.columns:
-            timestamps = validation.parse_timestamps(frame[TIMESTAMP], source=at, column=TIMESTAMP)
+        frame, explicit, values = rows.frame, rows.explicit, rows.values
+        events, event_weight, timestamps = rows.events, rows.event_weight, rows.timestamps
+        checked_items, checked_users = rows.items, rows.users
 
         item_ids = frame[ITEM]
         if checked_items is not None:
@@ -534,3 +491,107 @@ def _aggregate(raw: pd.DataFrame, *, explicit: bool, aggregate: Aggregate) -> pd
         strongest = np.lexsort((order, weight, item, user))
         result["event"] = raw["event"].to_numpy()[strongest][ends]
     return result
+
+
+@dataclass(frozen=True, eq=False)
+class CheckedRows:
+    """The rows of an interactions frame after every check of :meth:`Dataset.from_frame`,
+    before ids are mapped and pairs aggregated: one entry per row, in the frame's order."""
+
+    frame: pd.DataFrame  # the frame, index reset
+    explicit: bool  # it has ratings
+    given: npt.NDArray[np.float64]  # the rating or value as given (1 when neither)
+    values: npt.NDArray[np.float64]  # weighted by event type (implicit data) and bounded
+    events: pd.Series | None  # checked event types
+    event_weight: npt.NDArray[Any] | None
+    timestamps: npt.NDArray[np.int64] | None  # unix seconds
+    items: _CheckedFeatures | None
+    users: _CheckedFeatures | None
+
+
+def check_rows(
+    frame: pd.DataFrame,
+    *,
+    item_features: pd.DataFrame | None = None,
+    user_features: pd.DataFrame | None = None,
+    item_feature_kinds: Mapping[str, FeatureKind] | None = None,
+    user_feature_kinds: Mapping[str, FeatureKind] | None = None,
+    event_weights: EventWeights | Mapping[str, float] | None = None,
+    name: str = "dataset",
+    source: str | Location | None = None,
+    item_features_source: str | Location | None = None,
+    user_features_source: str | Location | None = None,
+) -> CheckedRows:
+    """Every check of :meth:`Dataset.from_frame` (same arguments), without building the
+    data set: a :class:`DataError` names the first bad row, column and source."""
+    at = Location.of(source)
+    for column in (USER, ITEM):
+        if column not in frame.columns:
+            raise DataError(
+                f"missing column {column!r} (columns found: {list(frame.columns)}); map your "
+                "columns with the column options",
+                source=at.source,
+            )
+    if frame.empty:
+        raise DataError("no interactions (the data is empty)", source=at.source)
+    # Feature tables first, as when their files are read before the interactions' values.
+    base = at.source or name
+    checked_items = (
+        _CheckedFeatures.of(
+            item_features,
+            ITEM,
+            item_feature_kinds,
+            Location.of(item_features_source or f"{base} item features"),
+        )
+        if item_features is not None
+        else None
+    )
+    checked_users = (
+        _CheckedFeatures.of(
+            user_features,
+            USER,
+            user_feature_kinds,
+            Location.of(user_features_source or f"{base} user features"),
+        )
+        if user_features is not None
+        else None
+    )
+    frame = frame.reset_index(drop=True)
+    for column in (USER, ITEM):
+        validation.check_ids(frame[column], column, at)
+    explicit = RATING in frame.columns
+    if explicit:
+        values = validation.check_numbers(frame[RATING], RATING, at)
+    elif VALUE in frame.columns:
+        values = validation.check_numbers(frame[VALUE], VALUE, at)
+    else:
+        values = np.ones(len(frame), dtype=np.float64)
+    given = values
+    events: pd.Series | None = None
+    event_weight: npt.NDArray[Any] = np.ones(len(frame), dtype=np.float64)
+    if EVENT in frame.columns:
+        events = validation.check_events(frame[EVENT], EVENT, at)
+        weights = (
+            event_weights
+            if isinstance(event_weights, EventWeights)
+            else EventWeights(dict(event_weights or {}), None if event_weights else 1.0)
+        )
+        event_weight = weights.weigh(events, source=at)
+        if not explicit:
+            with np.errstate(over="ignore"):  # clipped below
+                values = values * event_weight
+    values = _bounded(values, at)
+    timestamps: npt.NDArray[np.int64] | None = None
+    if TIMESTAMP in frame.columns:
+        timestamps = validation.parse_timestamps(frame[TIMESTAMP], source=at, column=TIMESTAMP)
+    return CheckedRows(
+        frame,
+        explicit,
+        given,
+        values,
+        events,
+        event_weight if events is not None else None,
+        timestamps,
+        checked_items,
+        checked_users,
+    )

@@ -45,9 +45,11 @@ from rekko.data.dataset import (
     USER,
     VALUE,
     Aggregate,
+    CheckedRows,
     Dataset,
     EventWeights,
     FeatureKind,
+    check_rows,
 )
 from rekko.data.validation import Location
 from rekko.errors import DataError
@@ -842,6 +844,27 @@ class RawData:
     users: pd.DataFrame | None
     users_location: Location | None
     name: str
+
+    def check(
+        self,
+        *,
+        item_feature_kinds: Mapping[str, FeatureKind] | None = None,
+        user_feature_kinds: Mapping[str, FeatureKind] | None = None,
+        event_weights: EventWeights | Mapping[str, float] | None = None,
+    ) -> CheckedRows:
+        """Every check of :meth:`to_dataset`, without building the data set."""
+        return check_rows(
+            self.interactions,
+            item_features=self.items,
+            user_features=self.users,
+            item_feature_kinds=item_feature_kinds,
+            user_feature_kinds=user_feature_kinds,
+            event_weights=event_weights,
+            name=self.name,
+            source=self.location,
+            item_features_source=self.items_location,
+            user_features_source=self.users_location,
+        )
 
     def to_dataset(
         self,

@@ -38,9 +38,9 @@ from sqlalchemy import Connection, Engine, select
 
 from rekko import progress
 from rekko.config import DataSpec
-from rekko.data.dataset import EVENT, ITEM, MAX_VALUE, RATING, TIMESTAMP, USER, VALUE, EventWeights
+from rekko.data.dataset import EVENT, ITEM, MAX_VALUE, USER, CheckedRows, EventWeights
 from rekko.data.readers import RawData, is_database_url, redact_url
-from rekko.data.validation import Location, parse_timestamps
+from rekko.data.validation import Location
 from rekko.errors import DataError
 from rekko.store.db import write_transaction
 from rekko.store.repository import upsert_items_in, upsert_users_in
@@ -153,75 +153,64 @@ def fingerprint(spec: DataSpec) -> str | None:
 
 # -- rows to events --------------------------------------------------------------------------
 def event_frame(
-    frame: pd.DataFrame,
+    rows: CheckedRows,
     key: str,
     *,
     now: float,
-    location: Location | None = None,
     identity: npt.NDArray[Any] | None = None,
 ) -> pd.DataFrame:
-    """The events of checked raw rows: ``event_id``, ``user_id``, ``item_id``, ``event_type``,
+    """The events of checked rows: ``event_id``, ``user_id``, ``item_id``, ``event_type``,
     ``value``, ``occurred_at`` (see the module docstring). ``identity`` (one value a row) is
     part of each event's id too."""
+    frame = rows.frame
     n = len(frame)
-    if EVENT in frame.columns:
-        kinds = frame[EVENT].astype(str).str.strip()
+    if rows.events is not None:
+        kinds = rows.events.to_numpy(dtype=object)
     else:
-        kinds = pd.Series(
-            [RATING_EVENT if RATING in frame.columns else INTERACTION_EVENT] * n, dtype=object
-        )
-    if RATING in frame.columns:
-        values = pd.to_numeric(frame[RATING]).to_numpy(dtype=np.float64)
-    elif VALUE in frame.columns:
-        values = pd.to_numeric(frame[VALUE]).to_numpy(dtype=np.float64)
-    else:
-        values = np.ones(n, dtype=np.float64)
-    values = np.minimum(values, MAX_VALUE)
-    if TIMESTAMP in frame.columns:
-        times: npt.NDArray[np.float64] = parse_timestamps(
-            frame[TIMESTAMP], source=location, column=TIMESTAMP
-        ).astype(np.float64)
+        kinds = np.full(n, RATING_EVENT if rows.explicit else INTERACTION_EVENT, dtype=object)
+    if rows.timestamps is not None:
+        times = rows.timestamps.astype(np.float64)
         # Parsed, not as written: pandas formats a column of times by what the whole column
         # holds, so the same time can read differently in two batches.
-        raw_time = times
+        known_time = times
     else:
         # No times: the import's, a microsecond apart so that the rows keep their order.
         times = now + np.arange(n, dtype=np.float64) * 1e-6
-        raw_time = np.zeros(n, dtype=np.float64)
+        known_time = np.zeros(n, dtype=np.float64)
     out = pd.DataFrame(
         {
-            "user_id": frame[USER].astype(str).to_numpy(),
-            "item_id": frame[ITEM].astype(str).to_numpy(),
-            "event_type": kinds.to_numpy(),
-            "value": values,
+            "user_id": frame[USER].astype(str).to_numpy(dtype=object),
+            "item_id": frame[ITEM].astype(str).to_numpy(dtype=object),
+            "event_type": kinds,
+            "value": np.minimum(rows.given, MAX_VALUE),
             "occurred_at": times,
         }
     )
-    content = out[["user_id", "item_id", "event_type", "value"]].assign(time=raw_time)
+    content = out[["user_id", "item_id", "event_type", "value"]].assign(time=known_time)
     if identity is not None:
         content["identity"] = identity
     hashes = pd.util.hash_pandas_object(content, index=False).to_numpy(dtype=np.uint64)
     repeat = pd.Series(hashes).groupby(hashes).cumcount().to_numpy()
-    prefix = key[:12]
+    prefix = key[:8]
     out.insert(
         0,
         "event_id",
-        [f"{prefix}-{h:016x}-{r}" for h, r in zip(hashes.tolist(), repeat.tolist(), strict=True)],
+        [f"{prefix}{h:016x}{r:x}" for h, r in zip(hashes.tolist(), repeat.tolist(), strict=True)],
     )
     return out
 
 
-def check(raw: RawData, spec: DataSpec, weights: EventWeights) -> None:
+def check(raw: RawData, spec: DataSpec, weights: EventWeights) -> CheckedRows:
     """Every row checked as ``rekko train`` checks them, and every event type weighted."""
-    raw.to_dataset(
+    rows = raw.check(
         item_feature_kinds=spec.item_feature_kinds(),
         user_feature_kinds=spec.user_feature_kinds(),
         event_weights=weights,
-        aggregate=spec.aggregate,
     )
-    if EVENT not in raw.interactions.columns:
-        kind = RATING_EVENT if RATING in raw.interactions.columns else INTERACTION_EVENT
+    if rows.events is None:
+        kind = RATING_EVENT if rows.explicit else INTERACTION_EVENT
         weights.weigh(pd.Series([kind]), source=raw.location)
+    return rows
 
 
 # -- writing ---------------------------------------------------------------------------------
@@ -423,9 +412,9 @@ def import_data(
         return ImportReport(source, previous.rows, 0, previous.rows, 0, 0, 0.0, True)
     raw = spec.read()
     progress.step("checking rows", 0, 1)
-    check(raw, spec, weights)
+    rows = check(raw, spec, weights)
     progress.step("checking rows", 1, 1)
-    frame = event_frame(raw.interactions, key, now=time.time(), location=raw.location)
+    frame = event_frame(rows, key, now=time.time())
     items = _feature_records(raw.items, ITEM)
     _multi(items, spec.item_feature_kinds())
     users = _feature_records(raw.users, USER)
@@ -558,15 +547,11 @@ class Follower:
         if EVENT in frame.columns:
             frame[EVENT] = as_text(frame[EVENT])
         raw = RawData(frame, Location(self.source, first_row=1), None, None, None, None, "rows")
-        check(raw, self.spec, weights)
+        rows = check(raw, self.spec, weights)
         # The followed column's value is part of each event's identity: rows of the same
         # content written at different times are different events.
         events_of = event_frame(
-            frame,
-            self.key,
-            now=time.time(),
-            location=raw.location,
-            identity=table[self.column].astype(str).to_numpy(),
+            rows, self.key, now=time.time(), identity=table[self.column].astype(str).to_numpy()
         )
         with write_transaction(engine) as connection:
             stored = insert_events(connection, events_of)
