@@ -72,11 +72,11 @@ def _event(
 
 def test_migrations_create_exactly_the_declared_schema(engine: Engine) -> None:
     upgrade_database(engine)  # a second run is a no-op
-    assert current_revision(engine) == "0002"
+    assert current_revision(engine) == "0003"
     with engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), metadata)
     assert differences == []
-    assert {"items", "users", "events", "impressions", "training_jobs", "leases"} <= set(
+    assert {"items", "users", "events", "impressions", "training_jobs", "leases", "imports"} <= set(
         inspect(engine).get_table_names()
     )
 
@@ -89,7 +89,7 @@ def test_an_initial_schema_with_impressions_upgrades_in_place(tmp_path: Path) ->
         index["name"] for index in inspect(engine).get_indexes("impressions")
     }
     upgrade_database(engine)
-    assert current_revision(engine) == "0002"
+    assert current_revision(engine) == "0003"
     assert {index["name"] for index in inspect(engine).get_indexes("impressions")} == {
         "ix_impressions_served_at"
     }

@@ -25,7 +25,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -44,6 +44,7 @@ from rekko.data.validation import Location
 from rekko.errors import DataError
 from rekko.store.db import write_transaction
 from rekko.store.repository import upsert_items_in, upsert_users_in
+from rekko.store.schema import events
 from rekko.store.schema import imports as imports_table
 
 logger = logging.getLogger(__name__)
@@ -216,41 +217,76 @@ def check(raw: RawData, spec: DataSpec, weights: EventWeights) -> CheckedRows:
 # -- writing ---------------------------------------------------------------------------------
 def insert_events(connection: Connection, frame: pd.DataFrame) -> int:
     """Store an event frame (see :func:`event_frame`) in the caller's transaction, skipping
-    events whose id is stored already; returns how many were stored. Bulk paths: ``COPY`` on
-    PostgreSQL, multi-row ``INSERT IGNORE`` on MariaDB, one prepared statement on SQLite."""
+    events whose id is stored already; returns how many were stored.
+
+    Bulk paths: ``COPY`` on PostgreSQL, one prepared statement on SQLite, multi-row
+    ``INSERT IGNORE`` on MariaDB. An import at least twice as large as the table already is
+    (the first import, say) builds the (user, item) index afresh after the rows are in, rather than
+    inserting a million keys into it one by one; on PostgreSQL the event-id constraint too.
+    Both happen inside the transaction (SQLite and PostgreSQL change their schema in one), so
+    a failed import leaves the indexes as they were; writers wait for it meanwhile.
+    """
     if frame.empty:
         return 0
     received = time.time()
     dialect = connection.dialect.name
     stored = 0
     total = len(frame)
-    for start in range(0, total, IMPORT_CHUNK):
-        part = frame.iloc[start : start + IMPORT_CHUNK]
-        rows = list(
-            zip(
-                part["event_id"].tolist(),
-                part["user_id"].tolist(),
-                part["item_id"].tolist(),
-                part["event_type"].tolist(),
-                part["value"].tolist(),
-                part["occurred_at"].tolist(),
-                [received] * len(part),
-                strict=True,
-            )
+    largest = _largest_id(connection)
+    bulk = dialect in ("postgresql", "sqlite") and total >= max(2 * largest, 10_000)
+    if bulk:
+        _drop_indexes(connection)
+    if dialect == "postgresql":
+        stored = _copy_postgres(
+            connection, frame, received, unique=not bulk, empty=bulk and largest == 0
         )
-        if dialect == "postgresql":
-            stored += _copy_postgres(connection, rows)
-        else:
-            stored += _insert_rows(connection, rows)
-        progress.step("importing events", min(start + IMPORT_CHUNK, total), total)
+    else:
+        for start in range(0, total, IMPORT_CHUNK):
+            part = frame.iloc[start : start + IMPORT_CHUNK]
+            stored += _insert_rows(connection, part, received)
+            progress.step("importing events", min(start + IMPORT_CHUNK, total), total)
+    if bulk:
+        progress.step("indexing events", 0, 1)
+        _create_indexes(connection)
+        progress.step("indexing events", 1, 1)
     return stored
+
+
+def _largest_id(connection: Connection) -> int:
+    return int(connection.execute(select(sa.func.max(events.c.id))).scalar_one() or 0)
+
+
+def _drop_indexes(connection: Connection) -> None:
+    connection.exec_driver_sql("DROP INDEX ix_events_user_item")
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("ALTER TABLE events DROP CONSTRAINT uq_events_event_id")
+
+
+def _create_indexes(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        # Sorting a million keys in memory rather than in files (the default is 64 MB).
+        connection.exec_driver_sql("SET LOCAL maintenance_work_mem = '512MB'")
+        connection.exec_driver_sql(
+            "ALTER TABLE events ADD CONSTRAINT uq_events_event_id UNIQUE (event_id)"
+        )
+    connection.exec_driver_sql("CREATE INDEX ix_events_user_item ON events (user_id, item_id)")
 
 
 def _columns() -> str:
     return ", ".join((*_EVENT_COLUMNS, "received_at"))
 
 
-def _insert_rows(connection: Connection, rows: Sequence[tuple[Any, ...]]) -> int:
+def _rows(part: pd.DataFrame, received: float) -> list[tuple[Any, ...]]:
+    return list(
+        zip(
+            *(part[name].tolist() for name in _EVENT_COLUMNS),
+            [received] * len(part),
+            strict=True,
+        )
+    )
+
+
+def _insert_rows(connection: Connection, part: pd.DataFrame, received: float) -> int:
     dialect = connection.dialect.name
     if dialect == "sqlite":
         marks = ", ".join("?" * 7)
@@ -268,29 +304,63 @@ def _insert_rows(connection: Connection, rows: Sequence[tuple[Any, ...]]) -> int
             # The unique index on event ids takes keys in random order: with SQLite's default
             # 2 MB page cache each insert reads pages back from the file.
             cursor.execute(f"PRAGMA cache_size = -{SQLITE_IMPORT_CACHE_KB}")
-        cursor.executemany(statement, rows)
+        cursor.executemany(statement, _rows(part, received))
         return int(cursor.rowcount)
     finally:
         cursor.close()
 
 
-def _copy_postgres(connection: Connection, rows: Sequence[tuple[Any, ...]]) -> int:
+def _copy_postgres(
+    connection: Connection,
+    frame: pd.DataFrame,
+    received: float,
+    *,
+    unique: bool,
+    empty: bool = False,
+) -> int:
+    """COPY into a temporary table, then insert what is not stored yet in one statement, in
+    the rows' order (by the constraint's ``ON CONFLICT`` when ``unique``, else by an
+    anti-join on the ids); straight into the events table when it is ``empty`` (and its
+    event-id constraint dropped: the ids of one import are distinct)."""
     raw = connection.connection.driver_connection
+    total = len(frame)
     with raw.cursor() as cursor:  # type: ignore[union-attr]
+        if empty:
+            _copy_frame(cursor, frame, received, f"events ({_columns()})")
+            return total
         cursor.execute(
-            "CREATE TEMPORARY TABLE IF NOT EXISTS rekko_import (seq bigint, event_id text, "
+            "CREATE TEMPORARY TABLE rekko_import (seq bigint, event_id text, "
             "user_id text, item_id text, event_type text, value double precision, "
             "occurred_at double precision, received_at double precision) ON COMMIT DROP"
         )
-        cursor.execute("TRUNCATE rekko_import")
-        with cursor.copy(f"COPY rekko_import (seq, {_columns()}) FROM STDIN") as copy:
-            for seq, row in enumerate(rows):
-                copy.write_row((seq, *row))
-        cursor.execute(
-            f"INSERT INTO events ({_columns()}) SELECT {_columns()} FROM rekko_import "
-            "ORDER BY seq ON CONFLICT (event_id) DO NOTHING"
+        _copy_frame(cursor, frame, received, f"rekko_import (seq, {_columns()})", seq=True)
+        # Rows stored already are left out by a join first (much cheaper than failing
+        # their inserts); ON CONFLICT covers the same ids stored meanwhile by someone else.
+        source = (
+            "rekko_import t WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = t.event_id)"
         )
-        return int(cursor.rowcount)
+        tail = "ORDER BY seq ON CONFLICT (event_id) DO NOTHING" if unique else "ORDER BY seq"
+        cursor.execute(
+            f"INSERT INTO events ({_columns()}) SELECT {_columns()} FROM {source} {tail}"
+        )
+        stored = int(cursor.rowcount)
+        cursor.execute("DROP TABLE rekko_import")
+        return stored
+
+
+def _copy_frame(
+    cursor: Any, frame: pd.DataFrame, received: float, target: str, *, seq: bool = False
+) -> None:
+    """COPY the event frame (and ``received_at``; the row positions first with ``seq``) as
+    CSV into ``target``."""
+    total = len(frame)
+    with cursor.copy(f"COPY {target} FROM STDIN (FORMAT csv)") as copy:
+        for start in range(0, total, IMPORT_CHUNK):
+            part = frame.iloc[start : start + IMPORT_CHUNK].assign(received_at=received)
+            copy.write(
+                part.to_csv(header=False, index=seq, float_format="%.17g", lineterminator="\n")
+            )
+            progress.step("importing events", min(start + IMPORT_CHUNK, total), total)
 
 
 def _feature_records(frame: pd.DataFrame | None, id_column: str) -> list[tuple[str, Any]]:
