@@ -677,6 +677,15 @@ def serve(
             "application writes them, by this column that only grows (an id or a time).",
         ),
     ] = None,
+    model_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--model-path",
+            help="A model folder written by rekko train / tune: registered as a version on "
+            "start (once), its items checked against the catalogue, activated if it passes the "
+            "quality gate.",
+        ),
+    ] = None,
 ) -> None:
     """Serve recommendations over HTTP (API docs at /docs).
 
@@ -699,6 +708,7 @@ def serve(
         "model_dir": model_dir,
         "model": model,
         "follow": follow,
+        "model_path": model_path,
         **_serve_data_settings(spec),
     }
     settings = load_settings(toml, flags=flags)

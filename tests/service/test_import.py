@@ -406,3 +406,64 @@ def test_follower_takes_rows_exactly_once(server_url: str, tmp_path: Path) -> No
         follower.close()
         engine.dispose()
         del table
+
+
+# -- models trained elsewhere --------------------------------------------------------------
+def test_serve_a_model_trained_elsewhere(tmp_path: Path) -> None:
+    """``model_path``: the folder ``rekko train`` wrote is served as a version (once), after
+    its items are checked against the catalogue and its configuration passed the gate."""
+    path = tmp_path / "events.csv"
+    _shop(path)
+    trained = create_model("item-knn").fit(_spec(path, event_weights=WEIGHTS).load())
+    folder = trained.save(tmp_path / "trained")
+    settings = settings_for(
+        tmp_path / "svc",
+        data=_spec(path),
+        model="popularity",
+        event_weights=WEIGHTS,
+        model_path=folder,
+    )
+    with TestClient(create_app(settings)) as client:
+        state = client.app.state.service  # type: ignore[attr-defined]
+        active = client.get("/ready").json()["model_version"]
+        info = state.registry.info(active)
+        assert info.algorithm == "item-knn" and info.pushed_from == str(folder.resolve())
+        jobs = repo.list_jobs(state.engine)
+        assert [job["trigger"] for job in jobs] == ["push"]  # no popularity model trained
+        served = client.get("/users/v3/recommendations", params={"k": 5}).json()["items"]
+        expected = trained.recommend(["v3"], k=5)
+        assert [item["item_id"] for item in served] == expected["item_id"].tolist()
+    with TestClient(create_app(settings)) as client:  # a restart registers nothing again
+        state = client.app.state.service  # type: ignore[attr-defined]
+        assert len(state.registry.list()) == 1
+
+
+def test_push_endpoint_checks_the_folder_and_the_catalogue(tmp_path: Path) -> None:
+    path = tmp_path / "events.csv"
+    _shop(path)
+    settings = settings_for(
+        tmp_path / "svc", data=_spec(path), model="popularity", event_weights=WEIGHTS
+    )
+    other = tmp_path / "other.csv"
+    frame = _shop(other, seed=11)
+    frame["product"] = "q" + frame["product"]  # items the service has never heard of
+    frame.to_csv(other, index=False)
+    foreign = create_model("popularity").fit(_spec(other).load()).save(tmp_path / "foreign")
+    mine = create_model("item-knn").fit(_spec(path).load()).save(tmp_path / "mine")
+    with TestClient(create_app(settings)) as client:
+        from rekko.service.testing import wait_for_job
+
+        assert client.post("/models/push", json={"path": "relative/folder"}).status_code == 422
+        missing = client.post("/models/push", json={"path": str(tmp_path / "nothing")})
+        assert missing.status_code == 422 and "not a model folder" in missing.text
+        started = client.post("/models/push", json={"path": str(foreign)})
+        assert started.status_code == 202
+        failed = wait_for_job(client, started.json()["job_id"])
+        assert failed["status"] == "failed" and "not in the service's catalogue" in failed["error"]
+        job = wait_for_job(
+            client, client.post("/models/push", json={"path": str(mine)}).json()["job_id"]
+        )
+        assert job["status"] == "succeeded" and job["trigger"] == "push"
+        assert "ndcg@10" in job["reason"]  # gated against the active version's configuration
+        version = client.get(f"/models/{job['version']}").json()
+        assert version["algorithm"] == "item-knn"

@@ -305,6 +305,18 @@ class TrainRequest(Body):
     )
 
 
+class PushRequest(Body):
+    path: str = Field(
+        ...,
+        min_length=1,
+        max_length=4096,
+        description="A model folder written by rekko train / tune, on the server's disk.",
+    )
+    activate: Literal["auto", "never"] = Field(
+        "auto", description="auto: activate when the quality gate passes; never: keep only."
+    )
+
+
 class JobOut(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
 

@@ -133,6 +133,11 @@ class ServeSettings(BaseModel):
         description="Follow the data's database table: take in new rows as events, by this "
         "column that only grows (an id or a time).",
     )
+    model_path: Path | None = Field(
+        None,
+        description="A model folder written by rekko train / tune, registered as a version on "
+        "start (once) and activated if it passes the quality gate.",
+    )
     bootstrap_demo: bool = Field(
         True,
         description="On an empty database and without data, load the demo shop, train and "

@@ -316,6 +316,8 @@ def prepare_database(
     upgrade_database(engine)
     repo.fail_stale_jobs(engine, older_than=time.time() - settings.training_timeout_s - 60)
     imported = import_configured_data(settings, engine, jobs.holder)
+    if settings.model_path is not None and push_configured_model(settings, registry, jobs):
+        return
     if registry.active is not None and not imported:
         return
     if settings.data is None and repo.is_empty(engine) and settings.bootstrap_demo:
@@ -337,6 +339,30 @@ def prepare_database(
         jobs.run_now(trigger, settings.model, settings.model_params)
     except TrainingBusyError:
         logger.info("another process is training the first model")
+
+
+def push_configured_model(
+    settings: ServeSettings, registry: ModelRegistry, jobs: JobRunner
+) -> bool:
+    """Register ``settings.model_path`` as a version (once: a folder pushed before is
+    recognised by its files) through a job and its quality gate; ``True`` when a job ran
+    or had run."""
+    from rekko.service.training import folder_hash, pushed_configuration
+
+    assert settings.model_path is not None
+    path = settings.model_path.resolve()
+    digest = folder_hash(path)
+    if any(info.model_hash == digest for info in registry.list()):
+        return True
+    algorithm, params = pushed_configuration(path)
+    logger.info("registering the model in %s (%s) as a version", path, algorithm)
+    try:
+        jobs.start("push", algorithm, params, executor="thread", model_path=str(path))
+    except TrainingBusyError:
+        logger.info("another process is training; %s is not registered now", path)
+        return False
+    jobs.wait()
+    return True
 
 
 def import_configured_data(settings: ServeSettings, engine: Engine, holder: str) -> int:

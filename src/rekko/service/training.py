@@ -13,6 +13,8 @@ in a separate process (the default: training does not slow down serving) or in a
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
 import multiprocessing
 import os
@@ -24,6 +26,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -34,7 +37,8 @@ from rekko.data.dataset import Dataset, EventWeights, FeatureKind
 from rekko.data.splits import TemporalSplit
 from rekko.errors import DataError, RekkoError
 from rekko.evaluation.evaluate import Protocol, evaluate
-from rekko.models.registry import create_model
+from rekko.models.base import Recommender
+from rekko.models.registry import create_model, load_model
 from rekko.service.errors import public_message
 from rekko.service.settings import GATE_METRIC
 from rekko.store import repository as repo
@@ -78,6 +82,9 @@ class TrainingRequest:
     gate_metric: str = "ndcg@10"
     gate_tolerance: float = 0.0
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    #: A model folder trained elsewhere (``rekko train`` / ``tune``) to register instead of
+    #: fitting one; its configuration goes through the quality gate as a trained one would.
+    model_path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -219,7 +226,10 @@ def train_version(request: TrainingRequest) -> TrainingOutcome:
             f"version {active.version} ({active.algorithm}) on the same recent holdout"
             + (f" minus tolerance {request.gate_tolerance:g}" if request.gate_tolerance else "")
         )
-    model = create_model(request.algorithm, **request.params).fit(dataset)
+    if request.model_path is not None:
+        model = load_pushed(request.model_path, data)
+    else:
+        model = create_model(request.algorithm, **request.params).fit(dataset)
     info = VersionInfo(
         version=registry.new_version_name(request.algorithm),
         algorithm=request.algorithm,
@@ -236,10 +246,49 @@ def train_version(request: TrainingRequest) -> TrainingOutcome:
         n_events=len(data.events),
         n_users=dataset.n_users,
         n_items=dataset.n_items,
+        pushed_from=request.model_path,
+        model_hash=folder_hash(request.model_path) if request.model_path else None,
     )
     registry.save(model, info)
     logger.info("trained %s: %s", info.version, reason)
     return TrainingOutcome(info.version, accepted, reason, metrics, baseline, data.watermark)
+
+
+def pushed_configuration(path: str | Path) -> tuple[str, dict[str, Any]]:
+    """The algorithm and parameters of a model folder written by ``rekko train`` / ``tune``
+    (a :class:`~rekko.errors.ModelError` says what is wrong with a folder that is not one)."""
+    model = load_model(path)
+    return model.name, model.params.model_dump(mode="json")
+
+
+def folder_hash(path: str | Path) -> str:
+    """A hash of a model folder's files (names and bytes), to recognise a folder pushed
+    before."""
+    digest = hashlib.sha256()
+    root = Path(path)
+    for file in sorted(f for f in root.rglob("*") if f.is_file()):
+        digest.update(str(file.relative_to(root)).encode() + b"\0")
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def load_pushed(path: str, data: repo.TrainingData) -> Recommender:
+    """The model of a pushed folder, once its items are checked against the catalogue: every
+    item it can recommend must be one the service knows (in the catalogue or in events)."""
+    model = load_model(path)
+    known = set(data.events["item_id"].astype(str))
+    if data.items is not None:
+        known.update(data.items["item_id"].astype(str))
+    items = [str(item) for item in model.fitted().items.external_ids]
+    unknown = [item for item in items if item not in known]
+    if unknown:
+        shown = ", ".join(repr(item) for item in unknown[:5])
+        raise DataError(
+            f"{len(unknown)} of the model's {len(items)} items are not in the service's "
+            f"catalogue or events (e.g. {shown}): import the data it was trained on first "
+            "(rekko import)"
+        )
+    return model
 
 
 def _spawned(request: TrainingRequest) -> TrainingOutcome:
@@ -291,11 +340,13 @@ class JobRunner:
         activate: Activation = "auto",
         *,
         executor: Literal["process", "thread"] | None = None,
+        model_path: str | None = None,
     ) -> str:
         """Queue a job and return its id. Raises :class:`TrainingBusyError` when another
-        process is training, or when this configuration is already queued or running here."""
+        process is training, or when this configuration is already queued or running here.
+        With ``model_path`` the job registers that folder instead of fitting a model."""
         with self._lock:
-            wanted = (algorithm, dict(params))
+            wanted = (algorithm, {**params, "_model_path": model_path})
             for job_id, pending in self._pending.items():
                 if pending == wanted:
                     raise TrainingBusyError(
@@ -321,6 +372,8 @@ class JobRunner:
                     self.engine, job_id, trigger=trigger, algorithm=algorithm, params=params
                 )
                 request = self.make_request(job_id, algorithm, dict(params))
+                if model_path is not None:
+                    request = dataclasses.replace(request, model_path=model_path)
                 self._pending[job_id] = wanted
                 self._running = self._threads.submit(
                     self._run, request, activate, executor or self.executor

@@ -61,6 +61,9 @@ class VersionInfo(BaseModel):
     n_events: int | None = None
     n_users: int | None = None
     n_items: int | None = None
+    #: The folder this version was pushed from (trained elsewhere), and a hash of its files.
+    pushed_from: str | None = None
+    model_hash: str | None = None
 
 
 class Split(BaseModel):

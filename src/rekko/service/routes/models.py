@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -19,6 +20,7 @@ from rekko.service.schemas import (
     OnlineMetrics,
     PathId,
     PointerOut,
+    PushRequest,
     SplitRequest,
     TrainRequest,
     VersionOut,
@@ -76,6 +78,36 @@ async def start_training(request: Request, body: TrainRequest | None = None) -> 
     )
     try:
         job_id = await run_in_threadpool(state.jobs.start, "api", algorithm, params, body.activate)
+    except TrainingBusyError as error:
+        extra = {"job_id": error.job_id} if error.job_id else None
+        raise ApiError(409, "conflict", str(error), extra) from None
+    return JobStarted(job_id=job_id, status_url=f"/training/jobs/{job_id}")
+
+
+@router.post(
+    "/models/push", status_code=202, response_model=JobStarted, summary="Register a model folder"
+)
+async def push_model(request: Request, body: PushRequest) -> JobStarted:
+    """Register a model folder trained elsewhere (``rekko train`` / ``tune``, on the server's
+    disk) as a version, through a job like a training job: its items are checked against the
+    catalogue, its configuration passes the same quality gate, and it is activated when it
+    passes (``activate: auto``). The folder's model itself is served, not a refit."""
+    from rekko.service.training import pushed_configuration
+
+    state = service(request)
+    path = Path(body.path)
+    if "\x00" in body.path or not path.is_absolute():
+        raise invalid("body.path", "give the model folder's absolute path on the server")
+    try:
+        algorithm, params = await run_in_threadpool(pushed_configuration, path)
+    except (ModelError, OSError) as error:
+        raise invalid("body.path", f"not a model folder written by rekko: {error}") from None
+    try:
+        job_id = await run_in_threadpool(
+            lambda: state.jobs.start(
+                "push", algorithm, params, body.activate, model_path=str(path.resolve())
+            )
+        )
     except TrainingBusyError as error:
         extra = {"job_id": error.job_id} if error.job_id else None
         raise ApiError(409, "conflict", str(error), extra) from None
