@@ -23,6 +23,9 @@ OFFERED = {
     ("explore",): ALL,
     ("split",): ALL - FEATURES,
     ("datasets", "info"): {"dataset", "data_dir", "interactions"},
+    # Imports take raw rows: files and tables, not the built-in data sets.
+    ("serve",): ALL - {"dataset", "data_dir"},
+    ("import",): ALL - {"dataset", "data_dir"},
 }
 #: Options that share a data flag's name but mean something else.
 OTHER_MEANING = {("demo",): {"users"}}  # how many users to show

@@ -310,17 +310,15 @@ def prepare_database(
     With ``data``, its new rows are imported first (nothing when the source did not change),
     and a model is trained when none is active yet or the import stored new events. Without
     ``data``, on an empty database with ``bootstrap_demo``, the demo shop is loaded first.
+    ``model_path`` is then registered (once) instead of training.
     Training happens here (synchronously); when another process is already doing it, this
     returns and the sync loop picks up its result.
     """
     upgrade_database(engine)
     repo.fail_stale_jobs(engine, older_than=time.time() - settings.training_timeout_s - 60)
     imported = import_configured_data(settings, engine, jobs.holder)
-    if settings.model_path is not None and push_configured_model(settings, registry, jobs):
-        return
-    if registry.active is not None and not imported:
-        return
-    if settings.data is None and repo.is_empty(engine) and settings.bootstrap_demo:
+    demo = settings.data is None and settings.bootstrap_demo and registry.active is None
+    if demo and repo.is_empty(engine):
         if not repo.try_acquire_lease(engine, "bootstrap", jobs.holder, 600):
             logger.info("another process is loading the demo data")
             return
@@ -330,6 +328,10 @@ def prepare_database(
                 logger.info("empty database: loaded the demo shop (%d events)", count)
         finally:
             repo.release_lease(engine, "bootstrap", jobs.holder)
+    if settings.model_path is not None and push_configured_model(settings, registry, jobs):
+        return
+    if registry.active is not None and not imported:
+        return
     if repo.last_event_id(engine) == 0:
         logger.warning("no events stored and no model active: /ready stays 503 until trained")
         return
