@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import pandas as pd
 import typer
+import typer.core
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -40,14 +41,44 @@ if TYPE_CHECKING:
     from rekko.index.ann import IndexMode
     from rekko.reports.charts import ImageFormat
 
+
+def _escape_help(command: typer.core.TyperCommand | typer.core.TyperGroup) -> None:
+    """Show ``command``'s help texts as written: ``[data]`` is a word, not Rich markup."""
+    for attribute in ("help", "short_help", "epilog"):
+        text = getattr(command, attribute)
+        if text:
+            setattr(command, attribute, escape(text))
+    for parameter in command.params:
+        text = getattr(parameter, "help", None)
+        if text:
+            parameter.help = escape(text)  # type: ignore[attr-defined]
+
+
+class _LiteralHelpGroup(typer.core.TyperGroup):
+    """A command group whose help texts, and its commands', are shown as written.
+
+    Each group escapes its own texts and those of its commands; a subgroup has done its own.
+    """
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        _escape_help(self)
+        for command in self.commands.values():
+            if isinstance(command, typer.core.TyperCommand):
+                _escape_help(command)
+
+
 app = typer.Typer(
     name="rekko",
+    cls=_LiteralHelpGroup,
     help="Recommendations from your own data: load, train, evaluate and recommend.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-datasets_app = typer.Typer(help="Built-in data sets: list them, download MovieLens.")
+datasets_app = typer.Typer(
+    cls=_LiteralHelpGroup, help="Built-in data sets: list them, download MovieLens."
+)
 app.add_typer(datasets_app, name="datasets")
 
 console = Console()
