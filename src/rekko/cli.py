@@ -9,6 +9,7 @@ one clear line on stderr and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import inspect
 import json
 import logging
@@ -133,6 +134,55 @@ def data_options(
             command(**values, data=data)
 
         run.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        return run
+
+    return decorate
+
+
+#: The extra that installs each optional top-level module (``pip install 'rekko[EXTRA]'``).
+EXTRA_OF_MODULE = {
+    "fastapi": "serve",
+    "uvicorn": "serve",
+    "alembic": "serve",
+    "prometheus_client": "serve",
+    "matplotlib": "reports",
+    "tensorflow": "tf",
+    "keras": "tf",
+    "ai_edge_litert": "tf",
+    "pyspark": "spark",
+    "faiss": "ann",
+    "psycopg": "postgres",
+    "pymysql": "mysql",
+}
+
+
+def _missing_extra(error: ImportError) -> str | None:
+    """One line saying what to install for ``error``, or ``None`` when no extra provides it."""
+    if "pip install" in str(error):  # rekko's own checks already say it
+        return str(error)
+    module = (error.name or "").partition(".")[0]
+    if module not in EXTRA_OF_MODULE:
+        return None
+    return f"{module} is not installed: pip install 'rekko[{EXTRA_OF_MODULE[module]}]'"
+
+
+def _requires_modules(
+    *modules: str,
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Check that ``modules`` are installed before a command starts (or prints) anything."""
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        @functools.wraps(command)
+        def run(*args: Any, **kwargs: Any) -> None:
+            missing = [name for name in modules if importlib.util.find_spec(name) is None]
+            if missing:
+                extras = sorted({EXTRA_OF_MODULE[name] for name in missing})
+                raise ImportError(
+                    f"rekko {command.__name__} needs {', '.join(missing)}: "
+                    f"pip install 'rekko[{','.join(extras)}]'"
+                )
+            command(*args, **kwargs)
+
         return run
 
     return decorate
@@ -654,6 +704,7 @@ def tune(
 
 
 @app.command()
+@_requires_modules("fastapi", "uvicorn", "alembic", "prometheus_client")
 def serve(
     host: Annotated[str | None, typer.Option("--host", help="Address to bind.")] = None,
     port: Annotated[int | None, typer.Option("--port", min=1, max=65535)] = None,
@@ -811,6 +862,12 @@ def main() -> None:
         sys.exit(1)
     except MemoryError:
         errors.print("error: out of memory", style="red", markup=False)
+        sys.exit(1)
+    except ImportError as error:  # an optional extra that is not installed
+        hint = _missing_extra(error)
+        if hint is None:
+            raise
+        errors.print(f"error: {hint}", style="red", markup=False, highlight=False, soft_wrap=True)
         sys.exit(1)
     except ValueError as error:  # a value the checks above did not name; still one line
         errors.print(f"error: {error}", style="red", markup=False, highlight=False, soft_wrap=True)

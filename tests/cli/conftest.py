@@ -10,13 +10,16 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 Runner = Callable[..., subprocess.CompletedProcess[str]]
 
 
-def _run_without(blocked: tuple[str, ...], *args: str) -> subprocess.CompletedProcess[str]:
+def _run_without(
+    blocked: tuple[str, ...], *args: str, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     program = (
         "import sys\n"
         f"sys.modules.update(dict.fromkeys({list(blocked)!r}))\n"
@@ -27,6 +30,7 @@ def _run_without(blocked: tuple[str, ...], *args: str) -> subprocess.CompletedPr
         [sys.executable, "-c", program, *args],
         capture_output=True,
         text=True,
+        cwd=cwd,
         env={**os.environ, "COLUMNS": "200"},
         timeout=180,
     )
