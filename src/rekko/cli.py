@@ -775,8 +775,9 @@ def list_models() -> None:
     for name in available_models():
         model_class = get_model_class(name)
         abilities = ", ".join(k for k, v in asdict(model_class.abilities).items() if v) or "-"
-        params = ", ".join(
-            f"{key}={field.default!r}" for key, field in model_class.Params.model_fields.items()
+        params = ", ".join(  # the default a factory makes, too (hybrid's components)
+            f"{key}={field.get_default(call_default_factory=True)!r}"
+            for key, field in model_class.Params.model_fields.items()
         )
         table.add_row(name, abilities, params or "-")
     console.print(table)
