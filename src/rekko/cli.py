@@ -9,14 +9,18 @@ one clear line on stderr and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import functools
+import importlib.abc
 import importlib.util
 import inspect
 import json
 import logging
+import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from importlib.machinery import ModuleSpec
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import pandas as pd
@@ -290,15 +294,40 @@ def _write_table(frame: pd.DataFrame, output: Path) -> None:
     console.print(f"Wrote {len(frame)} rows to {output}")
 
 
+def _is_numeric(values: pd.Series) -> bool:
+    if values.dtype.kind in "iuf":
+        return True
+    return values.dtype.kind == "O" and bool(
+        values.map(
+            lambda value: isinstance(value, int | float) and not isinstance(value, bool)
+        ).all()
+    )
+
+
 def _print_frame(frame: pd.DataFrame, title: str | None = None, digits: int = 4) -> None:
+    """``frame`` as a table; ids are never cut short (a long one folds onto the next line)."""
     table = Table(title=title)
     for column in frame.columns:
+        is_id = str(column).endswith("_id")
         table.add_column(
-            str(column), justify="right" if frame[column].dtype.kind in "iuf" else "left"
+            str(column),
+            justify="right" if _is_numeric(frame[column]) else "left",
+            overflow="fold" if is_id else "ellipsis",
         )
     for row in frame.itertuples(index=False):
         table.add_row(*(f"{v:.{digits}f}" if isinstance(v, float) else str(v) for v in row))
     console.print(table)
+
+
+def _metrics_by_column(result: pd.DataFrame) -> pd.DataFrame:
+    """An evaluation (one row per model or file) with one column per model when it has more
+    than eight metrics, headed by the model's name (or the file's), so that it fits a screen."""
+    if len(result.columns) <= 8:
+        return result
+    label = next((c for c in ("model", "recommendations") if c in result.columns), None)
+    named = result.set_index(label) if label is not None else result
+    by_model = named.astype(object).T  # counts stay integers next to the scores
+    return by_model.reset_index().set_axis(["metric", *named.index.astype(str)], axis=1)
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -589,12 +618,7 @@ def evaluate(
         result = evaluated.metrics
         for warning in evaluated.warnings:
             errors.print(f"[bold red]WARNING[/bold red] {escape(warning)}")
-    _print_frame(
-        result.T.reset_index().set_axis(["metric", *result.index.astype(str)], axis=1)
-        if len(result.columns) > 8
-        else result,
-        title="Evaluation",
-    )
+    _print_frame(_metrics_by_column(result), title="Evaluation")
     if output is not None:
         _write_table(result, output)
 
@@ -848,9 +872,59 @@ def datasets_info(*, data: DataFlags) -> None:
     _print_frame(pd.DataFrame({"what": list(summary), "value": [str(v) for v in summary.values()]}))
 
 
+@contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Send what native code writes to file descriptor 2 to the null device meanwhile."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+    """Loads TensorFlow with the native stderr silenced.
+
+    Its C++ start-up lines (absl's "All log messages before absl::InitializeLog()", oneDNN's
+    notice) ignore ``TF_CPP_MIN_LOG_LEVEL`` and would precede every TensorFlow command's
+    output. Only the import is silenced: TensorFlow's later warnings and errors still show.
+    """
+
+    def __init__(self) -> None:
+        self._used = False
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> ModuleSpec | None:
+        if fullname != "tensorflow" or self._used:
+            return None
+        self._used = True
+        spec = importlib.util.find_spec(fullname)  # the real finders, this one now passes
+        loader = spec.loader if spec is not None else None
+        if loader is None:
+            return spec
+        exec_module = loader.exec_module
+
+        def exec_quietly(module: ModuleType) -> None:
+            with _native_stderr_silenced():
+                exec_module(module)
+
+        loader.exec_module = exec_quietly  # type: ignore[method-assign]
+        return spec
+
+
 def main() -> None:
     """Console entry point: one clear line and exit code 1 (2 for usage) on errors."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # Before anything imports TensorFlow: no C++ info or warning lines, no start-up notices.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.meta_path.insert(0, _QuietTensorFlowImport())
     try:
         app()
     except RekkoError as error:
