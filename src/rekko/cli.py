@@ -15,6 +15,7 @@ import inspect
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -47,42 +48,59 @@ if TYPE_CHECKING:
     from rekko.reports.charts import ImageFormat
 
 
-def _escape_help(command: typer.core.TyperCommand | typer.core.TyperGroup) -> None:
-    """Show ``command``'s help texts as written: ``[data]`` is a word, not Rich markup."""
+Command = typer.core.TyperCommand | typer.core.TyperGroup
+
+
+def _readable_help(command: Command) -> None:
+    """Make ``command``'s help page read as written.
+
+    Texts are escaped so that ``[data]`` is a word, not Rich markup; flags (``--help``,
+    ``--all-users``) show no ``<bool>``; a repeatable option shows the value it takes
+    (``<str>``, not ``<list[str]>``), its help saying that it repeats.
+    """
     for attribute in ("help", "short_help", "epilog"):
         text = getattr(command, attribute)
         if text:
             setattr(command, attribute, escape(text))
-    for parameter in command.params:
+    context = typer.Context(command)
+    help_option = command.get_help_option(context)  # made once, then cached
+    for parameter in [*command.params, *([help_option] if help_option else [])]:
         text = getattr(parameter, "help", None)
         if text:
             parameter.help = escape(text)  # type: ignore[attr-defined]
+        if not isinstance(parameter, typer.core.TyperOption) or parameter.metavar is not None:
+            continue
+        if parameter.is_flag:
+            parameter.metavar = ""
+        elif parameter.multiple:  # <list[str]> -> <str>
+            shown = parameter.display_type(context)
+            parameter.metavar = re.sub(r"^<list\[(.*)\]>$", r"<\1>", shown).lower()
 
 
-class _LiteralHelpGroup(typer.core.TyperGroup):
-    """A command group whose help texts, and its commands', are shown as written.
+class _ReadableHelpGroup(typer.core.TyperGroup):
+    """A command group whose help page, and its commands', read as written.
 
-    Each group escapes its own texts and those of its commands; a subgroup has done its own.
+    Each group sees to its own page and those of its commands; a subgroup has done its own.
     """
 
     def __init__(self, **attrs: Any) -> None:
         super().__init__(**attrs)
-        _escape_help(self)
+        _readable_help(self)
         for command in self.commands.values():
             if isinstance(command, typer.core.TyperCommand):
-                _escape_help(command)
+                _readable_help(command)
 
 
 app = typer.Typer(
     name="rekko",
-    cls=_LiteralHelpGroup,
+    cls=_ReadableHelpGroup,
     help="Recommendations from your own data: load, train, evaluate and recommend.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
 datasets_app = typer.Typer(
-    cls=_LiteralHelpGroup, help="Built-in data sets: list them, download MovieLens."
+    cls=_ReadableHelpGroup, help="Built-in data sets: list them, download MovieLens."
 )
 app.add_typer(datasets_app, name="datasets")
 
@@ -330,8 +348,20 @@ def _metrics_by_column(result: pd.DataFrame) -> pd.DataFrame:
     return by_model.reset_index().set_axis(["metric", *named.index.astype(str)], axis=1)
 
 
+def _examples(*commands: str) -> str:
+    """The epilog of a command's ``--help``: a few complete command lines to start from."""
+    return "Examples:\n" + "\n".join(f"  {command}" for command in commands)
+
+
 # -- commands ------------------------------------------------------------------------------
-@app.command()
+@app.command(
+    epilog=_examples(
+        "rekko train --dataset demo -m ease -o models/demo",
+        "rekko train -i events.csv --user-col visitorid --item-col itemid --event-col event "
+        "--event-weights view=1,addtocart=3,transaction=5 -m als -o models/shop",
+        "rekko train -i sqlite:///shop.db --table events -m als -o models/shop",
+    )
+)
 @data_options()
 def train(
     model: Annotated[
@@ -380,7 +410,13 @@ def train(
     )
 
 
-@app.command()
+@app.command(
+    epilog=_examples(
+        "rekko recommend -m models/demo --user u0001 -k 10",
+        "rekko recommend -m models/demo --all-users -k 100 -o recs.csv",
+        'rekko recommend -m models/shop --user u0001 --filter \'{"price": {"max": 50}}\'',
+    )
+)
 def recommend(
     model: Annotated[Path, typer.Option("--model", "-m", help="A trained model folder.")],
     user: Annotated[
@@ -389,7 +425,9 @@ def recommend(
     all_users: Annotated[
         bool, typer.Option("--all-users", help="Every user the model knows.")
     ] = False,
-    k: Annotated[int, typer.Option("-k", min=1, max=10_000, help="Items per user.")] = 10,
+    k: Annotated[
+        int, typer.Option("--top-k", "-k", min=1, max=10_000, help="Items per user.")
+    ] = 10,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="CSV/JSON/Parquet file.")
     ] = None,
@@ -443,7 +481,12 @@ def recommend(
         _print_frame(recs)
 
 
-@app.command()
+@app.command(
+    epilog=_examples(
+        'rekko query -m models/gigs --text "cute character" -k 10',
+        "rekko query -m models/demo --basket i0001,i0002",
+    )
+)
 def query(
     model: Annotated[Path, typer.Option("--model", "-m", help="A trained model folder.")],
     text: Annotated[
@@ -458,7 +501,9 @@ def query(
         str | None,
         typer.Option("--basket", help="Comma-separated ids of items the visitor interacted with."),
     ] = None,
-    k: Annotated[int, typer.Option("-k", min=1, max=10_000, help="How many items.")] = 10,
+    k: Annotated[
+        int, typer.Option("--top-k", "-k", min=1, max=10_000, help="How many items.")
+    ] = 10,
     filters: Annotated[
         str | None,
         typer.Option("--filter", help='Constraints as JSON, e.g. {"price": {"max": 50}}.'),
@@ -497,7 +542,7 @@ def query(
         _print_frame(recs)
 
 
-@app.command()
+@app.command(epilog=_examples("rekko predict -m models/mf --pairs pairs.csv -o predictions.csv"))
 def predict(
     model: Annotated[Path, typer.Option("--model", "-m", help="A trained rating model folder.")],
     pairs: Annotated[Path, typer.Option("--pairs", help="CSV with user_id,item_id columns.")],
@@ -507,11 +552,13 @@ def predict(
     _write_table(workflows.predict(model, pairs), output)
 
 
-@app.command()
+@app.command(epilog=_examples("rekko similar -m models/demo --item i0001 -k 5"))
 def similar(
     model: Annotated[Path, typer.Option("--model", "-m", help="A trained model folder.")],
     item: Annotated[list[str], typer.Option("--item", help="Item id (repeat).")],
-    k: Annotated[int, typer.Option("-k", min=1, max=10_000, help="Items per item.")] = 10,
+    k: Annotated[
+        int, typer.Option("--top-k", "-k", min=1, max=10_000, help="Items per item.")
+    ] = 10,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="CSV/JSON file.")] = None,
 ) -> None:
     """Items most similar to the given items."""
@@ -522,7 +569,14 @@ def similar(
         _print_frame(result)
 
 
-@app.command()
+@app.command(
+    epilog=_examples(
+        "rekko evaluate --dataset demo --models popularity,ease,als -k 10 -k 20",
+        "rekko evaluate --dataset demo --models ease -p ease.l2=300 "
+        "--report evaluation.html --images svg",
+        "rekko evaluate --recommendations recs.csv --test test.csv",
+    )
+)
 @data_options()
 def evaluate(
     models: Annotated[
@@ -540,7 +594,7 @@ def evaluate(
     test_fraction: Annotated[float, typer.Option("--test-fraction", min=0.01, max=0.99)] = 0.2,
     seed: Annotated[int, typer.Option("--seed")] = 42,
     k: Annotated[
-        list[int] | None, typer.Option("-k", min=1, help="Cut-off (repeat for several).")
+        list[int] | None, typer.Option("--top-k", "-k", min=1, help="Cut-off (repeat for several).")
     ] = None,
     threshold: Annotated[
         float | None,
@@ -623,7 +677,7 @@ def evaluate(
         _write_table(result, output)
 
 
-@app.command()
+@app.command(epilog=_examples("rekko explore --dataset demo -o explore.html"))
 @data_options()
 def explore(
     output: Annotated[Path, typer.Option("--output", "-o", help="HTML report to write.")],
@@ -643,7 +697,13 @@ def explore(
     console.print(f"Wrote the report to {path}")
 
 
-@app.command("split")
+@app.command(
+    "split",
+    epilog=_examples(
+        "rekko split -i ratings.csv --train-output train.csv --test-output test.csv "
+        "--split temporal"
+    ),
+)
 @data_options(INTERACTION_OPTIONS)
 def split_command(
     train_output: Annotated[
@@ -669,7 +729,12 @@ def split_command(
     _write_table(parts.test, test_output)
 
 
-@app.command()
+@app.command(
+    epilog=_examples(
+        "rekko tune --dataset demo --model als --trials 20",
+        "rekko tune --dataset demo --model auto --trials 10 -o models/best",
+    )
+)
 @data_options()
 def tune(
     model: Annotated[
@@ -767,7 +832,13 @@ def serve(
     run_service(settings)
 
 
-@app.command("export")
+@app.command(
+    "export",
+    epilog=_examples(
+        "rekko export -m models/tt --format savedmodel -o export/",
+        "rekko export -m models/tt --format tflite -o export-tflite/",
+    ),
+)
 def export_command(
     model: Annotated[Path, typer.Option("--model", "-m", help="A trained model folder.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write.")],
@@ -807,14 +878,14 @@ def list_models() -> None:
     console.print(table)
 
 
-@app.command()
+@app.command(epilog=_examples("rekko demo", "rekko demo -m als --users 5 -k 10"))
 def demo(
     model: Annotated[str, typer.Option("--model", "-m", help="Model to train.")] = "ease",
     output: Annotated[Path, typer.Option("--output", "-o", help="Model folder.")] = Path(
         "models/demo"
     ),
     users: Annotated[int, typer.Option("--users", min=1, help="Users to show.")] = 3,
-    k: Annotated[int, typer.Option("-k", min=1, max=100)] = 5,
+    k: Annotated[int, typer.Option("--top-k", "-k", min=1, max=100, help="Items per user.")] = 5,
 ) -> None:
     """The main job: train on the built-in demo shop, evaluate, save and recommend."""
 
