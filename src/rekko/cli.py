@@ -574,7 +574,7 @@ def similar(
         "rekko evaluate --dataset demo --models popularity,ease,als -k 10 -k 20",
         "rekko evaluate --dataset demo --models ease -p ease.l2=300 "
         "--report evaluation.html --images svg",
-        "rekko evaluate --recommendations recs.csv --test test.csv",
+        "rekko evaluate --recommendations recs.csv --test test.csv --train train.csv",
     )
 )
 @data_options()
@@ -605,6 +605,14 @@ def evaluate(
     ] = None,
     test: Annotated[
         Path | None, typer.Option("--test", help="Test interactions CSV (with --recommendations).")
+    ] = None,
+    train_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--train",
+            help="Training interactions CSV (with --recommendations): adds coverage, novelty "
+            "and popularity.",
+        ),
     ] = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="CSV or JSON table.")
@@ -643,7 +651,15 @@ def evaluate(
             raise DataError("--report compares trained models; it does not take --recommendations")
         if recommendations is None or test is None:
             raise DataError("--recommendations and --test go together")
-        result = workflows.score_recommendations(recommendations, test, ks=protocol.ks)
+        result = workflows.score_recommendations(
+            recommendations,
+            test,
+            ks=protocol.ks,
+            relevance_threshold=threshold,
+            train=train_file,
+        )
+    elif train_file is not None:
+        raise DataError("--train goes with --recommendations and --test")
     else:
         settings = read_config(config)
         section = config_section(settings, "evaluate", ("models", "params"))
