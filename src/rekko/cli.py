@@ -9,17 +9,24 @@ one clear line on stderr and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import functools
+import importlib.abc
+import importlib.util
 import inspect
 import json
 import logging
+import os
+import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from importlib.machinery import ModuleSpec
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import pandas as pd
 import typer
+import typer.core
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -41,14 +48,61 @@ if TYPE_CHECKING:
     from rekko.index.ann import IndexMode
     from rekko.reports.charts import ImageFormat
 
+
+Command = typer.core.TyperCommand | typer.core.TyperGroup
+
+
+def _readable_help(command: Command) -> None:
+    """Make ``command``'s help page read as written.
+
+    Texts are escaped so that ``[data]`` is a word, not Rich markup; flags (``--help``,
+    ``--all-users``) show no ``<bool>``; a repeatable option shows the value it takes
+    (``<str>``, not ``<list[str]>``), its help saying that it repeats.
+    """
+    for attribute in ("help", "short_help", "epilog"):
+        text = getattr(command, attribute)
+        if text:
+            setattr(command, attribute, escape(text))
+    context = typer.Context(command)
+    help_option = command.get_help_option(context)  # made once, then cached
+    for parameter in [*command.params, *([help_option] if help_option else [])]:
+        text = getattr(parameter, "help", None)
+        if text:
+            parameter.help = escape(text)  # type: ignore[attr-defined]
+        if not isinstance(parameter, typer.core.TyperOption) or parameter.metavar is not None:
+            continue
+        if parameter.is_flag:
+            parameter.metavar = ""
+        elif parameter.multiple:  # <list[str]> -> <str>
+            shown = parameter.display_type(context)
+            parameter.metavar = re.sub(r"^<list\[(.*)\]>$", r"<\1>", shown).lower()
+
+
+class _ReadableHelpGroup(typer.core.TyperGroup):
+    """A command group whose help page, and its commands', read as written.
+
+    Each group sees to its own page and those of its commands; a subgroup has done its own.
+    """
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        _readable_help(self)
+        for command in self.commands.values():
+            if isinstance(command, typer.core.TyperCommand):
+                _readable_help(command)
+
+
 app = typer.Typer(
     name="rekko",
+    cls=_ReadableHelpGroup,
     help="Recommendations from your own data: load, train, evaluate and recommend.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-datasets_app = typer.Typer(help="Built-in data sets: list them, download MovieLens.")
+datasets_app = typer.Typer(
+    cls=_ReadableHelpGroup, help="Built-in data sets: list them, download MovieLens."
+)
 app.add_typer(datasets_app, name="datasets")
 
 console = Console()
@@ -103,6 +157,55 @@ def data_options(
             command(**values, data=data)
 
         run.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        return run
+
+    return decorate
+
+
+#: The extra that installs each optional top-level module (``pip install 'rekko[EXTRA]'``).
+EXTRA_OF_MODULE = {
+    "fastapi": "serve",
+    "uvicorn": "serve",
+    "alembic": "serve",
+    "prometheus_client": "serve",
+    "matplotlib": "reports",
+    "tensorflow": "tf",
+    "keras": "tf",
+    "ai_edge_litert": "tf",
+    "pyspark": "spark",
+    "faiss": "ann",
+    "psycopg": "postgres",
+    "pymysql": "mysql",
+}
+
+
+def _missing_extra(error: ImportError) -> str | None:
+    """One line saying what to install for ``error``, or ``None`` when no extra provides it."""
+    if "pip install" in str(error):  # rekko's own checks already say it
+        return str(error)
+    module = (error.name or "").partition(".")[0]
+    if module not in EXTRA_OF_MODULE:
+        return None
+    return f"{module} is not installed: pip install 'rekko[{EXTRA_OF_MODULE[module]}]'"
+
+
+def _requires_modules(
+    *modules: str,
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Check that ``modules`` are installed before a command starts (or prints) anything."""
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        @functools.wraps(command)
+        def run(*args: Any, **kwargs: Any) -> None:
+            missing = [name for name in modules if importlib.util.find_spec(name) is None]
+            if missing:
+                extras = sorted({EXTRA_OF_MODULE[name] for name in missing})
+                raise ImportError(
+                    f"rekko {command.__name__} needs {', '.join(missing)}: "
+                    f"pip install 'rekko[{','.join(extras)}]'"
+                )
+            command(*args, **kwargs)
+
         return run
 
     return decorate
@@ -210,19 +313,56 @@ def _write_table(frame: pd.DataFrame, output: Path) -> None:
     console.print(f"Wrote {len(frame)} rows to {output}")
 
 
+def _is_numeric(values: pd.Series) -> bool:
+    if values.dtype.kind in "iuf":
+        return True
+    return values.dtype.kind == "O" and bool(
+        values.map(
+            lambda value: isinstance(value, int | float) and not isinstance(value, bool)
+        ).all()
+    )
+
+
 def _print_frame(frame: pd.DataFrame, title: str | None = None, digits: int = 4) -> None:
+    """``frame`` as a table; ids are never cut short (a long one folds onto the next line)."""
     table = Table(title=title)
     for column in frame.columns:
+        is_id = str(column).endswith("_id")
         table.add_column(
-            str(column), justify="right" if frame[column].dtype.kind in "iuf" else "left"
+            str(column),
+            justify="right" if _is_numeric(frame[column]) else "left",
+            overflow="fold" if is_id else "ellipsis",
         )
     for row in frame.itertuples(index=False):
         table.add_row(*(f"{v:.{digits}f}" if isinstance(v, float) else str(v) for v in row))
     console.print(table)
 
 
+def _metrics_by_column(result: pd.DataFrame) -> pd.DataFrame:
+    """An evaluation (one row per model or file) with one column per model when it has more
+    than eight metrics, headed by the model's name (or the file's), so that it fits a screen."""
+    if len(result.columns) <= 8:
+        return result
+    label = next((c for c in ("model", "recommendations") if c in result.columns), None)
+    named = result.set_index(label) if label is not None else result
+    by_model = named.astype(object).T  # counts stay integers next to the scores
+    return by_model.reset_index().set_axis(["metric", *named.index.astype(str)], axis=1)
+
+
+def _examples(*commands: str) -> str:
+    """The epilog of a command's ``--help``: a few complete command lines to start from."""
+    return "Examples:\n" + "\n".join(f"  {command}" for command in commands)
+
+
 # -- commands ------------------------------------------------------------------------------
-@app.command()
+@app.command(
+    epilog=_examples(
+        "rekko train --dataset demo -m ease -o models/demo",
+        "rekko train -i events.csv --user-col visitorid --item-col itemid --event-col event "
+        "--event-weights view=1,addtocart=3,transaction=5 -m als -o models/shop",
+        "rekko train -i sqlite:///shop.db --table events -m als -o models/shop",
+    )
+)
 @data_options()
 def train(
     model: Annotated[
@@ -271,7 +411,13 @@ def train(
     )
 
 
-@app.command()
+@app.command(
+    epilog=_examples(
+        "rekko recommend -m models/demo --user u0001 -k 10",
+        "rekko recommend -m models/demo --all-users -k 100 -o recs.csv",
+        'rekko recommend -m models/shop --user u0001 --filter \'{"price": {"max": 50}}\'',
+    )
+)
 def recommend(
     model: Annotated[Path, typer.Option("--model", "-m", help="A trained model folder.")],
     user: Annotated[
@@ -280,7 +426,9 @@ def recommend(
     all_users: Annotated[
         bool, typer.Option("--all-users", help="Every user the model knows.")
     ] = False,
-    k: Annotated[int, typer.Option("-k", min=1, max=10_000, help="Items per user.")] = 10,
+    k: Annotated[
+        int, typer.Option("--top-k", "-k", min=1, max=10_000, help="Items per user.")
+    ] = 10,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="CSV/JSON/Parquet file.")
     ] = None,
@@ -334,7 +482,12 @@ def recommend(
         _print_frame(recs)
 
 
-@app.command()
+@app.command(
+    epilog=_examples(
+        'rekko query -m models/gigs --text "cute character" -k 10',
+        "rekko query -m models/demo --basket i0001,i0002",
+    )
+)
 def query(
     model: Annotated[Path, typer.Option("--model", "-m", help="A trained model folder.")],
     text: Annotated[
@@ -349,7 +502,9 @@ def query(
         str | None,
         typer.Option("--basket", help="Comma-separated ids of items the visitor interacted with."),
     ] = None,
-    k: Annotated[int, typer.Option("-k", min=1, max=10_000, help="How many items.")] = 10,
+    k: Annotated[
+        int, typer.Option("--top-k", "-k", min=1, max=10_000, help="How many items.")
+    ] = 10,
     filters: Annotated[
         str | None,
         typer.Option("--filter", help='Constraints as JSON, e.g. {"price": {"max": 50}}.'),
@@ -388,7 +543,7 @@ def query(
         _print_frame(recs)
 
 
-@app.command()
+@app.command(epilog=_examples("rekko predict -m models/mf --pairs pairs.csv -o predictions.csv"))
 def predict(
     model: Annotated[Path, typer.Option("--model", "-m", help="A trained rating model folder.")],
     pairs: Annotated[Path, typer.Option("--pairs", help="CSV with user_id,item_id columns.")],
@@ -398,11 +553,13 @@ def predict(
     _write_table(workflows.predict(model, pairs), output)
 
 
-@app.command()
+@app.command(epilog=_examples("rekko similar -m models/demo --item i0001 -k 5"))
 def similar(
     model: Annotated[Path, typer.Option("--model", "-m", help="A trained model folder.")],
     item: Annotated[list[str], typer.Option("--item", help="Item id (repeat).")],
-    k: Annotated[int, typer.Option("-k", min=1, max=10_000, help="Items per item.")] = 10,
+    k: Annotated[
+        int, typer.Option("--top-k", "-k", min=1, max=10_000, help="Items per item.")
+    ] = 10,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="CSV/JSON file.")] = None,
 ) -> None:
     """Items most similar to the given items."""
@@ -413,7 +570,14 @@ def similar(
         _print_frame(result)
 
 
-@app.command()
+@app.command(
+    epilog=_examples(
+        "rekko evaluate --dataset demo --models popularity,ease,als -k 10 -k 20",
+        "rekko evaluate --dataset demo --models ease -p ease.l2=300 "
+        "--report evaluation.html --images svg",
+        "rekko evaluate --recommendations recs.csv --test test.csv --train train.csv",
+    )
+)
 @data_options()
 def evaluate(
     models: Annotated[
@@ -431,7 +595,7 @@ def evaluate(
     test_fraction: Annotated[float, typer.Option("--test-fraction", min=0.01, max=0.99)] = 0.2,
     seed: Annotated[int, typer.Option("--seed")] = 42,
     k: Annotated[
-        list[int] | None, typer.Option("-k", min=1, help="Cut-off (repeat for several).")
+        list[int] | None, typer.Option("--top-k", "-k", min=1, help="Cut-off (repeat for several).")
     ] = None,
     threshold: Annotated[
         float | None,
@@ -442,6 +606,14 @@ def evaluate(
     ] = None,
     test: Annotated[
         Path | None, typer.Option("--test", help="Test interactions CSV (with --recommendations).")
+    ] = None,
+    train_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--train",
+            help="Training interactions CSV (with --recommendations): adds coverage, novelty "
+            "and popularity.",
+        ),
     ] = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="CSV or JSON table.")
@@ -480,7 +652,15 @@ def evaluate(
             raise DataError("--report compares trained models; it does not take --recommendations")
         if recommendations is None or test is None:
             raise DataError("--recommendations and --test go together")
-        result = workflows.score_recommendations(recommendations, test, ks=protocol.ks)
+        result = workflows.score_recommendations(
+            recommendations,
+            test,
+            ks=protocol.ks,
+            relevance_threshold=threshold,
+            train=train_file,
+        )
+    elif train_file is not None:
+        raise DataError("--train goes with --recommendations and --test")
     else:
         settings = read_config(config)
         section = config_section(settings, "evaluate", ("models", "params"))
@@ -509,17 +689,12 @@ def evaluate(
         result = evaluated.metrics
         for warning in evaluated.warnings:
             errors.print(f"[bold red]WARNING[/bold red] {escape(warning)}")
-    _print_frame(
-        result.T.reset_index().set_axis(["metric", *result.index.astype(str)], axis=1)
-        if len(result.columns) > 8
-        else result,
-        title="Evaluation",
-    )
+    _print_frame(_metrics_by_column(result), title="Evaluation")
     if output is not None:
         _write_table(result, output)
 
 
-@app.command()
+@app.command(epilog=_examples("rekko explore --dataset demo -o explore.html"))
 @data_options()
 def explore(
     output: Annotated[Path, typer.Option("--output", "-o", help="HTML report to write.")],
@@ -539,7 +714,13 @@ def explore(
     console.print(f"Wrote the report to {path}")
 
 
-@app.command("split")
+@app.command(
+    "split",
+    epilog=_examples(
+        "rekko split -i ratings.csv --train-output train.csv --test-output test.csv "
+        "--split temporal"
+    ),
+)
 @data_options(INTERACTION_OPTIONS)
 def split_command(
     train_output: Annotated[
@@ -565,7 +746,12 @@ def split_command(
     _write_table(parts.test, test_output)
 
 
-@app.command()
+@app.command(
+    epilog=_examples(
+        "rekko tune --dataset demo --model als --trials 20",
+        "rekko tune --dataset demo --model auto --trials 10 -o models/best",
+    )
+)
 @data_options()
 def tune(
     model: Annotated[
@@ -649,7 +835,15 @@ def _serve_data_settings(spec: DataSpec | None) -> dict[str, Any]:
     return values
 
 
-@app.command()
+@app.command(
+    epilog=_examples(
+        "rekko serve",
+        "rekko serve --interactions events.csv --items items.csv --model als",
+        "rekko serve -i 'mysql+pymysql://app@db/shop' --table orders --follow id",
+        "rekko serve --model-path models/shop",
+    )
+)
+@_requires_modules("fastapi", "uvicorn", "alembic", "prometheus_client")
 @data_options(IMPORT_OPTIONS)
 def serve(
     host: Annotated[str | None, typer.Option("--host", help="Address to bind.")] = None,
@@ -690,10 +884,10 @@ def serve(
     """Serve recommendations over HTTP (API docs at /docs).
 
     With --interactions (a file or a database table, and --items / --users: the same data
-    options as rekko train, or \\[data] in --config) the data is imported into the service's
+    options as rekko train, or [data] in --config) the data is imported into the service's
     database on start (only rows not imported before), the model is trained on it and
     activated, then served. Without data, on first start with an empty database, it loads the
-    demo shop. Settings: flags, then REKKO_* variables, then \\[serve] in --config.
+    demo shop. Settings: flags, then REKKO_* variables, then [serve] in --config.
     """
     from rekko.service import load_settings
     from rekko.service import serve as run_service
@@ -719,7 +913,13 @@ def serve(
     run_service(settings)
 
 
-@app.command("import")
+@app.command(
+    "import",
+    epilog=_examples(
+        "rekko import -i events.csv --items items.csv",
+        'rekko import -i "postgresql+psycopg://app@db/shop" --table orders --user-col customer',
+    ),
+)
 @data_options(IMPORT_OPTIONS)
 def import_command(
     database_url: Annotated[
@@ -736,10 +936,6 @@ def import_command(
     """Import interactions (and item / user features) into a service database, without
     serving: every row is checked first, then all are stored in one transaction, or none.
     Rows imported before are not stored again.
-
-    Examples:
-      rekko import -i events.csv --items items.csv
-      rekko import -i "postgresql+psycopg://app@db/shop" --table orders --user-col customer
     """
     from rekko.service import load_settings
     from rekko.store.db import create_db_engine, upgrade_database
@@ -762,7 +958,13 @@ def import_command(
     console.print(report.summary(), markup=False, highlight=False)
 
 
-@app.command("export")
+@app.command(
+    "export",
+    epilog=_examples(
+        "rekko export -m models/tt --format savedmodel -o export/",
+        "rekko export -m models/tt --format tflite -o export-tflite/",
+    ),
+)
 def export_command(
     model: Annotated[Path, typer.Option("--model", "-m", help="A trained model folder.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write.")],
@@ -794,21 +996,22 @@ def list_models() -> None:
     for name in available_models():
         model_class = get_model_class(name)
         abilities = ", ".join(k for k, v in asdict(model_class.abilities).items() if v) or "-"
-        params = ", ".join(
-            f"{key}={field.default!r}" for key, field in model_class.Params.model_fields.items()
+        params = ", ".join(  # the default a factory makes, too (hybrid's components)
+            f"{key}={field.get_default(call_default_factory=True)!r}"
+            for key, field in model_class.Params.model_fields.items()
         )
         table.add_row(name, abilities, params or "-")
     console.print(table)
 
 
-@app.command()
+@app.command(epilog=_examples("rekko demo", "rekko demo -m als --users 5 -k 10"))
 def demo(
     model: Annotated[str, typer.Option("--model", "-m", help="Model to train.")] = "ease",
     output: Annotated[Path, typer.Option("--output", "-o", help="Model folder.")] = Path(
         "models/demo"
     ),
     users: Annotated[int, typer.Option("--users", min=1, help="Users to show.")] = 3,
-    k: Annotated[int, typer.Option("-k", min=1, max=100)] = 5,
+    k: Annotated[int, typer.Option("--top-k", "-k", min=1, max=100, help="Items per user.")] = 5,
 ) -> None:
     """The main job: train on the built-in demo shop, evaluate, save and recommend."""
 
@@ -866,9 +1069,59 @@ def datasets_info(*, data: DataFlags) -> None:
     _print_frame(pd.DataFrame({"what": list(summary), "value": [str(v) for v in summary.values()]}))
 
 
+@contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Send what native code writes to file descriptor 2 to the null device meanwhile."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+    """Loads TensorFlow with the native stderr silenced.
+
+    Its C++ start-up lines (absl's "All log messages before absl::InitializeLog()", oneDNN's
+    notice) ignore ``TF_CPP_MIN_LOG_LEVEL`` and would precede every TensorFlow command's
+    output. Only the import is silenced: TensorFlow's later warnings and errors still show.
+    """
+
+    def __init__(self) -> None:
+        self._used = False
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> ModuleSpec | None:
+        if fullname != "tensorflow" or self._used:
+            return None
+        self._used = True
+        spec = importlib.util.find_spec(fullname)  # the real finders, this one now passes
+        loader = spec.loader if spec is not None else None
+        if loader is None:
+            return spec
+        exec_module = loader.exec_module
+
+        def exec_quietly(module: ModuleType) -> None:
+            with _native_stderr_silenced():
+                exec_module(module)
+
+        loader.exec_module = exec_quietly  # type: ignore[method-assign]
+        return spec
+
+
 def main() -> None:
     """Console entry point: one clear line and exit code 1 (2 for usage) on errors."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # Before anything imports TensorFlow: no C++ info or warning lines, no start-up notices.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.meta_path.insert(0, _QuietTensorFlowImport())
     try:
         app()
     except RekkoError as error:
@@ -881,6 +1134,12 @@ def main() -> None:
         sys.exit(1)
     except MemoryError:
         errors.print("error: out of memory", style="red", markup=False)
+        sys.exit(1)
+    except ImportError as error:  # an optional extra that is not installed
+        hint = _missing_extra(error)
+        if hint is None:
+            raise
+        errors.print(f"error: {hint}", style="red", markup=False, highlight=False, soft_wrap=True)
         sys.exit(1)
     except ValueError as error:  # a value the checks above did not name; still one line
         errors.print(f"error: {error}", style="red", markup=False, highlight=False, soft_wrap=True)

@@ -245,6 +245,14 @@ def _cached(dataset: str) -> Path:
             f"data set {dataset!r} is not in the cache ({folder}): run `rekko datasets download "
             f"{variant}` once, or give --data-dir (its files' folder)"
         )
+    from rekko.data.loaders import DATASETS
+    from rekko.data.readers import closest_column
+
+    if dataset not in DATASETS:
+        known = ["demo", *DATASETS]
+        suggestion = closest_column(dataset, known)
+        hint = f"; did you mean {suggestion!r}?" if suggestion else ""
+        raise DataError(f"unknown data set {dataset!r} (known: {', '.join(known)}){hint}")
     raise DataError(f"data set {dataset!r} needs --data-dir (its files' folder)")
 
 

@@ -512,18 +512,30 @@ def evaluate_models(spec: EvaluateSpec, *, loaded: Loaded | None = None) -> Eval
 
 
 def score_recommendations(
-    recommendations: Path, test: Path, ks: Sequence[int] = (10,)
+    recommendations: Path,
+    test: Path,
+    ks: Sequence[int] = (10,),
+    *,
+    relevance_threshold: float | None = None,
+    train: Path | None = None,
 ) -> pd.DataFrame:
     """Score a recommendations CSV (as ``rekko recommend`` writes) against test interactions.
 
-    One row: the file's name and the ranking metrics at each cut-off of ``ks``.
+    One row: the file's name and the ranking metrics at each cut-off of ``ks`` (test items
+    rated below ``relevance_threshold`` are not relevant); with the ``train`` interactions
+    CSV also coverage, novelty and popularity at the largest cut-off.
     """
     from rekko.evaluation import Protocol, evaluate_recommendations
 
     scores = evaluate_recommendations(
         _read_csv(recommendations),
         _read_csv(test),
-        protocol=Protocol(ks=tuple(ks), beyond_accuracy=False),
+        protocol=Protocol(
+            ks=tuple(ks),
+            relevance_threshold=relevance_threshold,
+            beyond_accuracy=train is not None,
+        ),
+        train=_read_csv(train) if train is not None else None,
     )
     return pd.DataFrame([{"recommendations": recommendations.name, **scores}])
 

@@ -140,7 +140,14 @@ class ColumnMap:
             elif required:
                 # Suggest only columns that no other field uses.
                 unused = [column for column in found if column not in named]
-                raise missing_column(name, found, source=source, field=canonical, candidates=unused)
+                raise missing_column(
+                    name,
+                    found,
+                    source=source,
+                    field=canonical,
+                    candidates=unused,
+                    option=f"--{canonical.removesuffix('_id')}-col",
+                )
         return wanted
 
 
@@ -151,19 +158,20 @@ def missing_column(
     source: str | None = None,
     field: str | None = None,
     candidates: Sequence[str] | None = None,
+    option: str | None = None,
 ) -> DataError:
     """A :class:`DataError` for a missing column, listing the columns found and the closest.
 
-    ``candidates`` are the columns worth suggesting (default: all of ``found``).
+    ``candidates`` are the columns worth suggesting (default: all of ``found``); ``option``
+    is the flag or setting that maps the column (``--user-col``, ``item_id_col``).
     """
     message = f"missing column {name!r} (columns found: {', '.join(map(str, found)) or 'none'})"
     suggestion = closest_column(name, found if candidates is None else candidates, field=field)
     if suggestion is not None:
         message += f"; did you mean {suggestion!r}?"
-    if field is not None and suggestion is not None:
-        message += (
-            f" Map it with the column options (e.g. {field.removesuffix('_id')}={suggestion})"
-        )
+    if option is not None and suggestion is not None:
+        mapping = f"{option} {suggestion}" if option.startswith("--") else f"{option}={suggestion}"
+        message += f" Map it with {mapping}"
     return DataError(message, source=source)
 
 
@@ -783,7 +791,9 @@ def _read_features(
         nonlocal chosen
         chosen = next((c for c in id_columns if c in found), id_columns[0])
         if chosen not in found:
-            raise missing_column(chosen, found, source=label, field=canonical)
+            raise missing_column(
+                chosen, found, source=label, field=canonical, option=f"{target}_id_col"
+            )
         if canonical in found and canonical != chosen:
             raise DataError(
                 f"the table has both {chosen!r} and {canonical!r}: pick one as the id column",

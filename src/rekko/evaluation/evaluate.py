@@ -210,18 +210,30 @@ def evaluate_recommendations(
     truth: pd.DataFrame,
     *,
     protocol: Protocol | None = None,
+    train: pd.DataFrame | None = None,
 ) -> dict[str, float]:
     """Score a recommendation list given as external ids (as ``rekko recommend`` writes).
 
     ``recommendations`` has ``user_id``, ``item_id`` and ``rank`` (1 is best); ``truth`` has
-    ``user_id`` and ``item_id`` of the relevant (test) items. Users in ``truth`` that have no
+    ``user_id`` and ``item_id`` of the test items, and ``rating`` or ``value`` when the
+    protocol has a ``relevance_threshold`` (items below it are not relevant, and users left
+    with none are not scored, as :func:`evaluate` does). Users in ``truth`` that have no
     recommendations count as all misses. Ids are compared as strings.
+
+    With the ``train`` interactions (``user_id``, ``item_id``) and ``protocol.beyond_accuracy``
+    it also gives ``coverage@K`` (share of the catalogue, the training and test items,
+    recommended), ``novelty@K`` and ``popularity@K`` (from how many training users had each
+    item) at the largest K, as :func:`evaluate` does on the same split; recommended items
+    outside the catalogue count for none of them.
     """
     protocol = protocol or Protocol(beyond_accuracy=False)
-    for name, frame, needed in (
+    frames: list[tuple[str, pd.DataFrame, tuple[str, ...]]] = [
         ("recommendations", recommendations, ("user_id", "item_id", "rank")),
         ("truth", truth, ("user_id", "item_id")),
-    ):
+    ]
+    if train is not None:
+        frames.append(("train", train, ("user_id", "item_id")))
+    for name, frame, needed in frames:
         missing = [column for column in needed if column not in frame.columns]
         if missing:
             raise DataError(f"{name} lacks column(s) {missing}")
@@ -233,9 +245,17 @@ def evaluate_recommendations(
         item_id=recommendations["item_id"].astype(str),
         rank=ranks,
     )
+    # The catalogue (the training and test items, as a split's data set has them) first, so
+    # that an index below its size is a catalogue item.
+    catalogue = pd.Index([], dtype=object)
+    if train is not None:
+        known = pd.concat([train["item_id"], truth["item_id"]]).astype(str)
+        catalogue = pd.Index(known.unique())
+    truth = _relevant(truth, protocol.relevance_threshold)
     truth = truth.assign(user_id=truth["user_id"].astype(str), item_id=truth["item_id"].astype(str))
     users = pd.Index(truth["user_id"].unique())
-    items = pd.Index(pd.concat([truth["item_id"], recs["item_id"]]).unique())
+    others = pd.Index(pd.concat([truth["item_id"], recs["item_id"]]).unique())
+    items = catalogue.append(others.difference(catalogue, sort=False))
     k = max(protocol.ks)
     recs = recs[recs["user_id"].isin(users)].sort_values(["user_id", "rank"])
     recs = recs.assign(position=recs.groupby("user_id").cumcount())
@@ -254,5 +274,37 @@ def evaluate_recommendations(
     relevant.sum_duplicates()
     relevant.data[:] = 1
     row = _ranking_row(recommended, relevant, protocol)
+    if train is not None and protocol.beyond_accuracy and len(catalogue):
+        listed = np.where(recommended < len(catalogue), recommended, -1)
+        pairs = train.assign(
+            user_id=train["user_id"].astype(str), item_id=train["item_id"].astype(str)
+        )
+        popularity = (  # distinct training users per catalogue item
+            pairs.drop_duplicates(["user_id", "item_id"])
+            .groupby("item_id")
+            .size()
+            .reindex(catalogue, fill_value=0)
+            .to_numpy(dtype=np.float64)
+        )
+        n_users = int(pairs["user_id"].nunique())
+        row[f"coverage@{k}"] = m.catalog_coverage(listed, len(catalogue), k)
+        row[f"novelty@{k}"] = m.novelty(listed, popularity, n_users, k)
+        row[f"popularity@{k}"] = m.popularity_bias(listed, popularity, k)
     row["users"] = float(len(users))
     return row
+
+
+def _relevant(truth: pd.DataFrame, threshold: float | None) -> pd.DataFrame:
+    """The rows of ``truth`` whose ``rating`` (else ``value``) reaches ``threshold``."""
+    if threshold is None:
+        return truth
+    column = next((name for name in ("rating", "value") if name in truth.columns), None)
+    if column is None:
+        raise DataError(
+            f"truth lacks a 'rating' or 'value' column to compare with the relevance threshold "
+            f"{threshold:g} (columns: {', '.join(map(str, truth.columns))})"
+        )
+    strength = pd.to_numeric(truth[column], errors="coerce")
+    if strength.isna().any():
+        raise DataError(f"truth: column {column!r} must hold numbers for the relevance threshold")
+    return truth[strength >= threshold]

@@ -10,12 +10,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import importlib.util
 import json
 import logging
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from rekko import __version__
@@ -164,7 +169,7 @@ def create_app(settings: ServeSettings | None = None, *, freeze_gc: bool = False
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs" if settings.docs else None,
+        docs_url="/docs" if settings.docs and _swagger_ui_assets() is None else None,
         redoc_url=None,
         openapi_url="/openapi.json" if settings.docs else None,
     )
@@ -176,7 +181,59 @@ def create_app(settings: ServeSettings | None = None, *, freeze_gc: bool = False
     for module in (recommend, feedback, system, catalogue, models):
         app.include_router(module.router)
     install_dashboard(app)
+    if settings.docs:
+        _install_offline_docs(app)
     return app
+
+
+#: Where the Swagger UI files of ``/docs`` are served from.
+DOCS_ASSETS = "/docs/assets"
+
+
+def _swagger_ui_assets() -> Path | None:
+    """The folder of Swagger UI's files (``swagger-ui-bundle.js``, ``swagger-ui.css``), shipped
+    in the ``fastapi-offline`` package of the ``serve`` extra; ``None`` where it is missing."""
+    spec = importlib.util.find_spec("fastapi_offline")
+    if spec is None or spec.origin is None:
+        return None
+    folder = Path(spec.origin).parent / "static"
+    return folder if (folder / "swagger-ui-bundle.js").is_file() else None
+
+
+def _install_offline_docs(app: FastAPI) -> None:
+    """``/docs`` with Swagger UI from installed files, so that it also works offline.
+
+    Without ``fastapi-offline`` (an incomplete install) FastAPI's own page stays, which loads
+    Swagger UI from a CDN; a warning says what to install.
+    """
+    assets = _swagger_ui_assets()
+    if assets is None:
+        logger.warning(
+            "/docs loads Swagger UI from a CDN (blank offline): pip install 'rekko[serve]'"
+        )
+        return
+    openapi_url = app.openapi_url
+    redirect_url = app.swagger_ui_oauth2_redirect_url
+    assert openapi_url is not None and redirect_url is not None
+    app.mount(DOCS_ASSETS, StaticFiles(directory=assets), name="docs-assets")
+
+    async def docs(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "").rstrip("/")
+        return get_swagger_ui_html(
+            openapi_url=root + openapi_url,
+            title=f"{app.title} - Swagger UI",
+            oauth2_redirect_url=root + redirect_url,
+            swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
+            swagger_ui_parameters=app.swagger_ui_parameters,
+        )
+
+    async def oauth2_redirect(request: Request) -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    app.add_route("/docs", docs, include_in_schema=False)
+    app.add_route(redirect_url, oauth2_redirect, include_in_schema=False)
 
 
 def app_from_environment() -> FastAPI:
