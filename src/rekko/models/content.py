@@ -59,6 +59,9 @@ N_QUANTILES = 101
 TIE_BREAK = 1e-4
 #: Words shown per reason in :meth:`ContentModel.explain`.
 MAX_WORDS = 5
+#: Character n-gram cosine from which shared n-grams are a reason ("similar spelling"): a
+#: typo of a word scores about 0.3 against it, a word merely sharing "ter" about 0.02.
+SPELLING_COSINE = 0.2
 #: Smoothed idf of a word found in half of the items: commoner words are no reason.
 COMMON_IDF = 1.0 + math.log(2.0)
 _TEXT_KEY = "text"
@@ -498,6 +501,13 @@ class _Vectoriser:
     def block_of(self, feature: int) -> str:
         return _BLOCKS[int(np.searchsorted(self.offsets, feature, side="right")) - 1]
 
+    def _spelling_cosine(self, subject: sp.csr_matrix, item: sp.csr_matrix) -> float:
+        """Cosine of the two rows' character n-gram parts alone."""
+        start, stop = int(self.offsets[1]), int(self.offsets[2])
+        left, right = subject[:, start:stop], item[:, start:stop]
+        norm = float(np.sqrt(left.multiply(left).sum() * right.multiply(right).sum()))
+        return float(left.multiply(right).sum()) / norm if norm > 0 else 0.0
+
     def reasons(self, subject: sp.csr_matrix, item: sp.csr_matrix) -> list[str]:
         """Short reasons why ``item`` matches ``subject`` (both rows of shape (1, n))."""
         shared = subject.multiply(item).tocoo()
@@ -528,9 +538,7 @@ class _Vectoriser:
         )[:MAX_WORDS]
         if words:
             reasons.append("words: " + ", ".join(str(self.word_terms[f - start]) for _, f in words))
-        elif any(
-            self.offsets[1] <= f < self.offsets[2] and v > 0 for f, v in contributions.items()
-        ):
+        elif self._spelling_cosine(subject, item) >= SPELLING_COSINE:
             reasons.append("similar spelling")
         start = int(self.offsets[3])
         subject_dense = subject[:, start:].toarray().ravel()

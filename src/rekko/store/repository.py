@@ -16,9 +16,11 @@ from sqlalchemy import (
     Connection,
     Engine,
     Insert,
+    Integer,
     and_,
     bindparam,
     case,
+    cast,
     exists,
     func,
     insert,
@@ -429,16 +431,26 @@ def add_impressions(engine: Engine, batch: Sequence[Impression]) -> None:
         )
 
 
+def _period(engine: Engine, seconds: Any, bucket_s: int) -> Any:
+    """The number of the ``bucket_s`` period a time in epoch seconds falls in (rounded down:
+    SQLite's CAST truncates, the servers' FLOOR rounds down)."""
+    if engine.dialect.name == "sqlite":
+        return cast(seconds / bucket_s, Integer)
+    return func.floor(seconds / bucket_s)
+
+
 def online_metrics(
     engine: Engine,
     *,
     since: float,
     window_s: float,
     positive_events: Sequence[str] | None = None,
+    bucket_s: int | None = None,
 ) -> list[dict[str, Any]]:
     """Per model version: impressions served since ``since``, how many were followed by a
     positive event (same user and item, ``value > 0``, within ``window_s`` after serving), and
-    the follow rate. ``positive_events`` limits which event types count."""
+    the follow rate. ``positive_events`` limits which event types count. With ``bucket_s``,
+    one row per version and period of that many seconds (``period``: its start, epoch s)."""
     follow = and_(
         events.c.user_id == impressions.c.user_id,
         events.c.item_id == impressions.c.item_id,
@@ -449,22 +461,26 @@ def online_metrics(
     if positive_events:
         follow = and_(follow, events.c.event_type.in_(list(positive_events)))
     followed = case((exists(select(events.c.id).where(follow)), 1), else_=0)
+    keys: list[Any] = [impressions.c.model_version]
+    if bucket_s is not None:
+        keys.append(_period(engine, impressions.c.served_at, bucket_s).label("period"))
     statement = (
         select(
-            impressions.c.model_version,
+            *keys,
             func.count().label("impressions"),
             func.sum(followed).label("followed"),
             func.count(func.distinct(impressions.c.request_id)).label("requests"),
         )
         .where(impressions.c.served_at >= since)
-        .group_by(impressions.c.model_version)
-        .order_by(impressions.c.model_version)
+        .group_by(*keys)
+        .order_by(*keys)
     )
     with engine.connect() as connection:
         rows = connection.execute(statement).all()
     return [
         {
             "model_version": row.model_version,
+            **({"period": int(row.period) * bucket_s} if bucket_s is not None else {}),
             "requests": int(row.requests),
             "impressions": int(row.impressions),
             "followed": int(row.followed or 0),

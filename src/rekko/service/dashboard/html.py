@@ -12,13 +12,16 @@ _LAYOUT = Template(
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>$title · rekko</title>
-<link rel="icon" href="data:,">
+$refresh<link rel="icon" href="data:,">
 <link rel="stylesheet" href="/dashboard/static/dashboard.css">
 </head><body>
 <header>
 <a class="brand" href="/dashboard">rekko</a>
 <a href="/dashboard">Overview</a>
 <a href="/dashboard/try">Try it</a>
+<a href="/dashboard/online">Online metrics</a>
+<a href="/dashboard/jobs">Training jobs</a>
+<a href="/dashboard/versions">Model versions</a>
 <form action="/dashboard/users" method="get" role="search">
 <input name="q" placeholder="Find a user id" aria-label="User id" value="$query">
 <button type="submit">Search</button>
@@ -39,10 +42,20 @@ def text(value: object) -> str:
     return escape(str(value), quote=True)
 
 
-def page(title: str, body: str, *, query: str = "", script: str | None = None) -> str:
-    """A whole page around ``body`` (already HTML)."""
+def page(
+    title: str,
+    body: str,
+    *,
+    query: str = "",
+    script: str | None = None,
+    refresh_s: int | None = None,
+) -> str:
+    """A whole page around ``body`` (already HTML); ``refresh_s`` reloads it that often."""
     scripts = f'<script src="/dashboard/static/{script}"></script>' if script else ""
-    return _LAYOUT.substitute(title=text(title), body=body, query=text(query), scripts=scripts)
+    refresh = f'<meta http-equiv="refresh" content="{refresh_s}">\n' if refresh_s else ""
+    return _LAYOUT.substitute(
+        title=text(title), body=body, query=text(query), scripts=scripts, refresh=refresh
+    )
 
 
 def link(href: str, label: object) -> str:
@@ -64,7 +77,8 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]], *, css_id: str 
     if not body:
         body = f'<tr><td colspan="{len(headers)}" class="muted">nothing yet</td></tr>'
     ident = f' id="{text(css_id)}"' if css_id else ""
-    return f"<table{ident}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    table = f"<table{ident}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<div class="table">{table}</div>'
 
 
 def card(title: str, body: str, *, wide: bool = False) -> str:
@@ -75,3 +89,44 @@ def card(title: str, body: str, *, wide: bool = False) -> str:
 
 def number(value: float) -> str:
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.4f}"
+
+
+_METRIC_WORDS = {
+    "ndcg": "NDCG",
+    "map": "MAP",
+    "mrr": "MRR",
+    "hit_rate": "Hit rate",
+    "hitrate": "Hit rate",
+    "precision": "Precision",
+    "recall": "Recall",
+    "coverage": "Coverage",
+    "novelty": "Novelty",
+    "rmse": "RMSE",
+    "mae": "MAE",
+    "auc": "AUC",
+}
+_METRIC_UNITS = {"fit_s": "Fit time (s)", "predict_s": "Prediction time (s)"}
+
+
+def metric_label(name: str) -> str:
+    """A readable label for a metric key: ``ndcg@10`` -> "NDCG@10", ``fit_s`` -> "Fit time
+    (s)"; unknown keys get their underscores as spaces."""
+    if name in _METRIC_UNITS:
+        return _METRIC_UNITS[name]
+    base, at, cut = name.partition("@")
+    words = _METRIC_WORDS.get(base.lower())
+    if words is None:
+        words = base.replace("_", " ")
+        words = words[:1].upper() + words[1:]
+    return f"{words}{at}{cut}"
+
+
+def metrics_list(metrics: dict[str, float] | None) -> str:
+    """Metrics as a short definition list (HTML)."""
+    if not metrics:
+        return '<span class="muted">-</span>'
+    parts = "".join(
+        f"<div><dt>{text(metric_label(name))}</dt><dd>{number(value)}</dd></div>"
+        for name, value in sorted(metrics.items())
+    )
+    return f'<dl class="metrics">{parts}</dl>'

@@ -6,6 +6,7 @@ in-memory catalogue, so it stays fast on a catalogue of 100,000 items.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -17,36 +18,28 @@ from starlette.concurrency import run_in_threadpool
 
 from rekko.constraints import Constraint, parse_constraints
 from rekko.errors import DataError, ModelError, UnknownIdError
-from rekko.service.auth import _presented, authorize
 from rekko.service.dashboard.html import (
     card,
     item_link,
     link,
+    metric_label,
     number,
     page,
     table,
     text,
     user_link,
 )
+from rekko.service.dashboard.keys import require_read_key, set_key_cookie
 from rekko.service.schemas import PathId
 from rekko.service.serving import Ranked, ServedModel
 from rekko.service.state import ServiceState
 from rekko.store import repository as repo
 from rekko.store.schema import events, items, users
 
-KEY_COOKIE = "rekko_dashboard_key"
 PAGE_SIZE = 25
 TOP_K = 10
 HISTORY_SHOWN = 20
 FIELDS_SHOWN = ("title", "category", "tags", "price")
-
-
-async def require_read_key(request: Request) -> None:
-    """The read key from ``X-API-Key``, a ``key`` query parameter or the dashboard cookie."""
-    presented = (
-        _presented(request) or request.query_params.get("key") or request.cookies.get(KEY_COOKIE)
-    )
-    authorize(request.app.state.service.settings, "read", presented)
 
 
 router = APIRouter(
@@ -61,16 +54,34 @@ def _state(request: Request) -> ServiceState:
 
 def _html(request: Request, content: str) -> Response:
     """An HTML response; a key given as ``?key=`` is kept in a cookie for the next pages."""
-    response = HTMLResponse(content)
-    key = request.query_params.get("key")
-    if key:
-        response.set_cookie(KEY_COOKIE, key, httponly=True, samesite="strict")
-    return response
+    return set_key_cookie(request, HTMLResponse(content))
 
 
 def _title(state: ServiceState, item_id: str) -> str:
     title = state.catalogue.features.get(item_id, {}).get("title")
     return str(title) if title is not None else ""
+
+
+#: What the scores of the shared fallback routes count, for the score column's header.
+SCORE_HEADERS = {
+    "popularity": "users who took it",
+    "preferences": "users who took it",
+    "keywords": "words matched",
+    "history": "similarity to history",
+    "basket": "similarity to basket",
+    "co-occurrence": "taken together",
+}
+
+
+def score_header(ranked: Ranked) -> str:
+    """The score column's header: "score" for the model's own scores, else what the
+    fallback route's scores count (a popularity count is no model score)."""
+    return SCORE_HEADERS.get(ranked.fallback or "", "score")
+
+
+def _score(value: float, ranked: Ranked) -> str:
+    counted = ranked.fallback in ("popularity", "preferences", "keywords", "co-occurrence")
+    return number(round(value)) if counted else f"{value:.3f}"
 
 
 def _item_rows(state: ServiceState, ranked: Ranked, reasons: dict[str, str]) -> list[list[str]]:
@@ -80,7 +91,7 @@ def _item_rows(state: ServiceState, ranked: Ranked, reasons: dict[str, str]) -> 
             item_link(item_id),
             text(_title(state, item_id))
             + (f'<div class="reason">{text(reasons[item_id])}</div>' if item_id in reasons else ""),
-            f"{score:.3f}",
+            _score(score, ranked),
         ]
         for rank, (item_id, score) in enumerate(
             zip(ranked.item_ids, ranked.scores, strict=True), start=1
@@ -91,7 +102,7 @@ def _item_rows(state: ServiceState, ranked: Ranked, reasons: dict[str, str]) -> 
 # -- overview ------------------------------------------------------------------------------
 def _overview_data(state: ServiceState, offset: int) -> dict[str, Any]:
     now = time.time()
-    minute = cast(events.c.received_at / 60, Integer)
+    minute = cast(events.c.occurred_at / 60, Integer)
     with state.engine.connect() as connection:
         n_users = connection.execute(select(func.count()).select_from(users)).scalar_one()
         n_items = connection.execute(
@@ -101,10 +112,16 @@ def _overview_data(state: ServiceState, offset: int) -> dict[str, Any]:
         per_minute = dict(
             connection.execute(
                 select(minute, func.count())
-                .where(events.c.received_at >= now - 3600)
+                .where(events.c.occurred_at >= now - 3600)
                 .group_by(minute)
             ).all()
         )
+        # Imports and late events arrive now but happened earlier: said apart, not charted.
+        received = connection.execute(
+            select(func.count())
+            .select_from(events)
+            .where(events.c.received_at >= now - 3600, events.c.occurred_at < now - 3600)
+        ).scalar_one()
         item_page = connection.execute(
             select(items.c.item_id, items.c.features)
             .where(items.c.status == "active")
@@ -118,6 +135,7 @@ def _overview_data(state: ServiceState, offset: int) -> dict[str, Any]:
         "items": n_items,
         "events": n_events,
         "per_minute": per_minute,
+        "received_earlier": received,
         "now_minute": int(now // 60),
         "item_page": item_page,
         "online": online,
@@ -144,12 +162,12 @@ async def overview(
     stats += f'<div class="stat">Active model<b id="active-version">{text(active)}</b></div>'
     metric_names = sorted({name for info in data["versions"] for name in info.metrics})
     offline = table(
-        ["version", "algorithm", "status", *metric_names],
+        ["version", "algorithm", "status", *map(metric_label, metric_names)],
         (
             [
                 text(info.version) + (" ★" if info.version == data["active"] else ""),
                 text(info.algorithm),
-                text(info.status),
+                text("active" if info.version == data["active"] else info.status),
                 *(
                     number(info.metrics[name]) if name in info.metrics else "-"
                     for name in metric_names
@@ -180,9 +198,14 @@ async def overview(
         for count in counts
     )
     rate = (
-        f'<p id="events-rate">{number(counts[-1])} events in the current minute, '
-        f"{number(sum(counts))} in the last hour.</p>"
+        f'<p id="events-rate">By event time: {number(counts[-1])} events in the current '
+        f"minute, {number(sum(counts))} in the last hour.</p>"
     )
+    if data["received_earlier"]:
+        rate += (
+            f'<p class="muted" id="events-imported">{number(data["received_earlier"])} more '
+            "received in the last hour happened earlier (imports, late events).</p>"
+        )
     page_rows = data["item_page"][:PAGE_SIZE]
     catalogue = table(
         ["item", "title", "category"],
@@ -204,7 +227,10 @@ async def overview(
     body = (
         f'<div class="stats">{stats}</div><div class="grid" style="margin-top:1rem">'
         + card("Offline metrics by version", offline, wide=True)
-        + card("Online metrics by version (last 7 days)", online)
+        + card(
+            "Online metrics by version (last 7 days)",
+            online + '<p><a href="/dashboard/online">Per hour, as charts →</a></p>',
+        )
         + card("Events per minute (last hour)", f'<div class="bars">{bars}</div>{rate}')
         + card("Catalogue", catalogue + f'<div class="pager">{"".join(pager)}</div>', wide=True)
         + "</div>"
@@ -307,7 +333,7 @@ async def user_view(request: Request, user_id: PathId) -> Response:
     else:
         note = f" (fallback: {text(ranked.fallback)})" if ranked.fallback else ""
         recommendations = f'<p class="muted">model {text(ranked.version)}{note}</p>' + table(
-            ["#", "item", "title", "score"],
+            ["#", "item", "title", score_header(ranked)],
             _item_rows(state, ranked, data["reasons"]),
             css_id="recommendations",
         )
@@ -360,18 +386,37 @@ async def item_view(request: Request, item_id: PathId) -> Response:
         listing = f'<p class="muted">{text(data["note"] or "No model is active yet.")}</p>'
     else:
         listing = table(
-            ["#", "item", "title", "score"], _item_rows(state, similar, {}), css_id="similar"
+            ["#", "item", "title", score_header(similar)],
+            _item_rows(state, similar, {}),
+            css_id="similar",
         )
     body = '<div class="grid">' + card("Features", features) + card("Similar items", listing)
     return _html(request, page(f"Item {item_id}", body + "</div>"))
 
 
 # -- try it --------------------------------------------------------------------------------
-def _number(value: str) -> float | None:
-    try:
-        return float(value) if value.strip() else None
-    except ValueError:
+_FIELD_LABELS = {
+    "min_price": "Min price",
+    "max_price": "Max price",
+    "lat": "Near latitude",
+    "lon": "Near longitude",
+    "km": "Within km",
+}
+
+
+def _number(params: dict[str, str], name: str) -> float | None:
+    """The form's field ``name`` as a number (``None`` when blank); anything else is an
+    error that names the field."""
+    value = params.get(name, "").strip()
+    if not value:
         return None
+    try:
+        number_ = float(value.replace(",", "."))
+    except ValueError:
+        number_ = float("nan")
+    if not math.isfinite(number_):
+        raise DataError(f"{_FIELD_LABELS[name]} must be a number, got {value!r}")
+    return number_
 
 
 def _form_features(served: ServedModel | None) -> dict[str, str | None]:
@@ -407,10 +452,12 @@ def _try_spec(
         filters[category] = params["category"].strip()
     if style and params.get("style", "").strip():
         preferences[style] = params["style"].strip()
-    low, high = _number(params.get("min_price", "")), _number(params.get("max_price", ""))
+    low, high = _number(params, "min_price"), _number(params, "max_price")
+    if low is not None and high is not None and low > high:
+        raise DataError(f"Min price ({number(low)}) is above Max price ({number(high)})")
     if price and (low is not None or high is not None):
         filters[price] = {"min": low, "max": high}
-    lat, lon, km = (_number(params.get(name, "")) for name in ("lat", "lon", "km"))
+    lat, lon, km = (_number(params, name) for name in ("lat", "lon", "km"))
     if fields["near"] and lat is not None and lon is not None and km is not None:
         filters["near"] = {"lat": lat, "lon": lon, "km": km}
     return query, preferences, filters
@@ -420,8 +467,8 @@ def _try_results(state: ServiceState, params: dict[str, str]) -> str:
     served = state.served(None)
     if served is None:
         return '<p class="error">No model is active yet.</p>'
-    query, preferences, filters = _try_spec(params, _form_features(served))
     try:
+        query, preferences, filters = _try_spec(params, _form_features(served))
         constraint: Constraint | None = parse_constraints(filters) if filters else None
         ranked = served.recommend_anonymous(
             TOP_K,
@@ -432,7 +479,7 @@ def _try_results(state: ServiceState, params: dict[str, str]) -> str:
             exclude=sorted(state.catalogue.blocked),
         )
     except (DataError, ModelError) as error:
-        return f'<p class="error">{text(error)}</p>'
+        return f'<p class="error" id="try-error">{text(error)}</p>'
     if not ranked.item_ids:
         return '<p class="muted" id="no-results">No item fits these constraints.</p>'
     reasons: dict[str, str] = {}
@@ -447,13 +494,15 @@ def _try_results(state: ServiceState, params: dict[str, str]) -> str:
             if why:
                 reasons[item_id] = "matches " + "; ".join(str(part) for part in why[:3])
     note = f" (fallback: {text(ranked.fallback)})" if ranked.fallback else ""
+    if ranked.note:
+        note += f'<br><span id="try-note">{text(ranked.note)}</span>'
     rows = _item_rows(state, ranked, reasons)
     for row, item_id in zip(rows, ranked.item_ids, strict=True):
         fields = state.catalogue.features.get(item_id, {})
         price = fields.get("price")
         row.append(text(f"{price:.2f}" if isinstance(price, float) else price or ""))
     return f'<p class="muted">model {text(ranked.version)}{note}</p>' + table(
-        ["#", "item", "title", "score", "price"], rows, css_id="try-results"
+        ["#", "item", "title", score_header(ranked), "price"], rows, css_id="try-results"
     )
 
 

@@ -12,9 +12,11 @@ router = APIRouter(tags=["system"])
 
 
 @router.get("/health", response_model=Health, summary="Liveness")
-async def health() -> Health:
-    """The process is up (it may still be loading its first model)."""
-    return Health(status="ok")
+async def health(request: Request) -> Health:
+    """The process is up (it may still be loading its first model: ``model_version`` is
+    then null); ``model_version`` names the version served, as ``/ready`` does."""
+    active = service(request).pool.active
+    return Health(status="ok", model_version=active.version if active is not None else None)
 
 
 @router.get(
