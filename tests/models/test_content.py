@@ -332,3 +332,10 @@ def test_seefud_recommendations_resemble_what_users_cooked(datasets_dir: Path) -
     )
     spicy = model.recommend_query("ayam pedas", k=5)["item_id"].tolist()
     assert all("ayam" in title or "pedas" in title for title in spicy)
+
+
+def test_similar_spelling_is_a_reason_for_a_typo_not_a_shared_ngram(
+    shop_model: ContentModel,
+) -> None:
+    assert "similar spelling" in shop_model.explain("a", query="mistery")  # mystery novel
+    assert "similar spelling" not in shop_model.explain("f", query="mistery")  # poet"ry "
