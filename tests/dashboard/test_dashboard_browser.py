@@ -1,13 +1,15 @@
 """The dashboard in a real browser (Debian's headless Chromium through Playwright).
 
 A person's path: open the overview, search a user, open one of their recommendations, use
-"Try it", post feedback events and see the user's page change. Screenshots go to pytest's
-temporary folder; to refresh the ones in the documentation run::
+"Try it", post feedback events and see the user's page change; an operator's path: give the
+admin key, train a version, activate it and roll back, read the online metrics' charts.
+Screenshots go to pytest's temporary folder; to refresh the ones in the documentation run::
 
     REKKO_DOCS_SCREENSHOTS=1 pytest tests/dashboard/test_dashboard_browser.py
 
 which also writes ``docs/images/dashboard.png`` (overview), ``dashboard-user.png``,
-``dashboard-item.png`` and ``dashboard-try.png``.
+``dashboard-item.png``, ``dashboard-try.png``, ``dashboard-jobs.png``,
+``dashboard-versions.png`` and ``dashboard-online.png``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,10 @@ import uvicorn
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from rekko.service import create_app
+from rekko.service.settings import ServeSettings
 from rekko.service.testing import settings_for
+from rekko.store import repository as repo
+from rekko.store.db import create_db_engine
 
 CHROMIUM = os.environ.get("REKKO_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -38,6 +43,7 @@ CHROMIUM_ARGS = [
 ]
 READ = "read-key-0123456789abcdef"
 EVENTS = "events-key-0123456789abcdef"
+ADMIN = "admin-key-0123456789abcdef"
 DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 
 
@@ -58,11 +64,20 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``rekko serve``'s app under uvicorn on a free port, on a fresh demo database."""
-    settings = settings_for(
-        tmp_path_factory.mktemp("browser"), model="item-knn", read_key=READ, events_key=EVENTS
+def server_settings(tmp_path_factory: pytest.TempPathFactory) -> ServeSettings:
+    return settings_for(
+        tmp_path_factory.mktemp("browser"),
+        model="item-knn",
+        read_key=READ,
+        events_key=EVENTS,
+        admin_key=ADMIN,
     )
+
+
+@pytest.fixture(scope="module")
+def server(server_settings: ServeSettings) -> Iterator[str]:
+    """``rekko serve``'s app under uvicorn on a free port, on a fresh demo database."""
+    settings = server_settings
     port = _free_port()
     config = uvicorn.Config(
         create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
@@ -96,13 +111,20 @@ def browser() -> Iterator[Browser]:
         launched.close()
 
 
+@pytest.fixture
+def console_errors() -> list[str]:
+    """Errors the page's browser console showed (a test may take out the ones it caused)."""
+    return []
+
+
 @pytest.fixture(params=[(1280, 900), (390, 844)], ids=["laptop", "phone"])
-def page(request: pytest.FixtureRequest, browser: Browser, server: str) -> Iterator[Page]:
+def page(
+    request: pytest.FixtureRequest, browser: Browser, server: str, console_errors: list[str]
+) -> Iterator[Page]:
     width, height = request.param
     context = browser.new_context(viewport={"width": width, "height": height})
     tab = context.new_page()
     tab.set_default_timeout(10_000)
-    console_errors: list[str] = []
     tab.on("pageerror", lambda error: console_errors.append(str(error)))
     tab.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
     yield tab
@@ -197,3 +219,94 @@ def test_feedback_changes_the_user_page(browser: Browser, server: str, tmp_path:
     assert not set(after) & set(liked)
     tab.screenshot(path=str(tmp_path / "after-feedback.png"), full_page=True)
     context.close()
+
+
+@pytest.fixture(scope="module")
+def past_traffic(server: str, server_settings: ServeSettings) -> str:
+    """Twelve hours of lists served by the active version before the test, with follow-up
+    events, stored as the service stores them (so the charts have a history to draw)."""
+    version = httpx.get(f"{server}/ready").json()["model_version"]
+    engine = create_db_engine(server_settings.database_url)
+    now = time.time()
+    shown: list[repo.Impression] = []
+    followed: list[repo.NewEvent] = []
+    for hours_ago in range(12, 0, -1):
+        served_at = now - hours_ago * 3600
+        for request in range(2 + hours_ago % 4):
+            user = f"u{(hours_ago * 7 + request) % 120:04d}"
+            request_id = f"past-{hours_ago}-{request}"
+            for rank in range(5):
+                item = f"i{(hours_ago * 5 + request * 3 + rank) % 80:04d}"
+                shown.append(repo.Impression(request_id, user, item, rank, version, served_at))
+                if (rank + request + hours_ago) % 4 == 0:
+                    followed.append(repo.NewEvent(user, item, "view", 1.0, served_at + 30))
+    repo.add_impressions(engine, shown)
+    repo.add_events(engine, followed)
+    engine.dispose()
+    return str(version)
+
+
+def test_an_operator_runs_the_service(
+    page: Page, server: str, past_traffic: str, tmp_path: Path, console_errors: list[str]
+) -> None:
+    tab = page
+    laptop = tab.viewport_size is not None and tab.viewport_size["width"] > 600
+
+    # Without a key the dashboard says which key it needs and takes it.
+    tab.goto(f"{server}/dashboard/jobs")
+    expect(tab.locator("#key-needed")).to_contain_text("API key")
+    unauthorized = "the server responded with a status of 401 (Unauthorized)"
+    assert len(console_errors) == 1 and unauthorized in console_errors[0], console_errors
+    console_errors.clear()  # the 401 of the key page itself, as it should be
+    tab.get_by_label("API key").fill(ADMIN)
+    tab.get_by_role("button", name="Open").click()
+    expect(tab.locator("h1")).to_have_text("Training jobs")
+    expect(tab.locator("#admin-note")).to_have_count(0)
+
+    # Train now: the job is listed, then finishes with its reason and holdout metrics.
+    tab.get_by_label("Algorithm").select_option("popularity")
+    tab.get_by_label("Activate").select_option("never")
+    tab.get_by_role("button", name="Train now").click()
+    notice = tab.locator("#notice")
+    expect(notice).to_contain_text("started")
+    job_id = notice.inner_text().split()[2]
+    finished = tab.locator("#jobs-finished tr", has_text=job_id)
+    expect(finished).to_contain_text("succeeded", timeout=60_000)
+    expect(finished).to_contain_text("NDCG@10")
+    _shot(tab, tmp_path, "jobs", docs="dashboard-jobs.png" if laptop else None)
+
+    # Versions: activate the new one, serve a few lists with it, roll back.
+    tab.get_by_role("link", name="Model versions").click()
+    expect(tab.locator("#active-version")).to_have_text(past_traffic)
+    active_row = tab.locator("#versions tr").filter(has=tab.locator("code", has_text=past_traffic))
+    expect(active_row.locator(".status")).to_have_text("active")
+    newest = tab.locator("#versions tbody tr").first
+    new_version = newest.locator("code").inner_text()
+    assert "popularity" in new_version
+    newest.get_by_role("button", name="Activate").click()
+    expect(tab.locator("#notice")).to_have_text(f"Version {new_version} is active now.")
+    expect(tab.locator("#active-version")).to_have_text(new_version)
+    for user in ("u0001", "u0002", "u0003"):
+        served = httpx.get(
+            f"{server}/users/{user}/recommendations",
+            params={"k": 5},
+            headers={"X-API-Key": READ},
+        ).json()
+        assert served["model_version"] == new_version
+    _shot(tab, tmp_path, "versions", docs="dashboard-versions.png" if laptop else None)
+    tab.get_by_role("button", name="Roll back").click()
+    expect(tab.locator("#notice")).to_have_text(
+        f"Rolled back: version {past_traffic} is active now."
+    )
+
+    # Online metrics over time: three charts with a line per version.
+    tab.get_by_role("link", name="Online metrics").click()
+    for chart in ("#chart-requests", "#chart-impressions", "#chart-follow-rate"):
+        expect(tab.locator(chart)).to_be_visible()
+    expect(tab.locator("#chart-requests polyline").first).to_be_visible()
+    legend = tab.locator(".legend").first
+    expect(legend).to_contain_text(past_traffic)
+    expect(legend).to_contain_text(new_version)
+    if laptop:  # no column hidden behind a scroll bar
+        assert tab.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    _shot(tab, tmp_path, "online", docs="dashboard-online.png" if laptop else None)

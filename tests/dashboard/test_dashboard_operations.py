@@ -197,9 +197,15 @@ def test_popularity_fallback_scores_are_labelled(client: TestClient) -> None:
 
 @pytest.mark.parametrize(
     ("name", "label"),
-    [("fit_s", "Fit time (s)"), ("ndcg@10", "NDCG@10"), ("recall@20", "Recall@20"),
-     ("map@10", "MAP@10"), ("catalog_coverage", "Catalog coverage")],
-)  # fmt: skip
+    [
+        ("fit_s", "Fit time (s)"),
+        ("recommend_s", "Recommend time (s)"),
+        ("ndcg@10", "NDCG@10"),
+        ("recall@20", "Recall@20"),
+        ("map@10", "MAP@10"),
+        ("catalog_coverage", "Catalog coverage"),
+    ],
+)
 def test_metric_labels(name: str, label: str) -> None:
     assert metric_label(name) == label
 
@@ -218,12 +224,19 @@ def _serve_and_follow(client: TestClient) -> tuple[str, float]:
     return str(served["model_version"]), time.time()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.db)])
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.db),
+        pytest.param("mariadb", marks=pytest.mark.db),
+    ]
+)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Hours are counted in SQL, which each database does its own way."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'rekko.db'}"
     else:
-        with temporary_database("postgresql") as url:
+        with temporary_database(request.param) as url:
             yield url
 
 

@@ -105,14 +105,14 @@ _METRIC_WORDS = {
     "mae": "MAE",
     "auc": "AUC",
 }
-_METRIC_UNITS = {"fit_s": "Fit time (s)", "predict_s": "Prediction time (s)"}
+_METRIC_WORDS.update(map_truncated="MAP (truncated)", top_k_accuracy="Top-k accuracy")
 
 
 def metric_label(name: str) -> str:
     """A readable label for a metric key: ``ndcg@10`` -> "NDCG@10", ``fit_s`` -> "Fit time
     (s)"; unknown keys get their underscores as spaces."""
-    if name in _METRIC_UNITS:
-        return _METRIC_UNITS[name]
+    if name.endswith("_s"):
+        return metric_label(name[:-2]) + " time (s)"
     base, at, cut = name.partition("@")
     words = _METRIC_WORDS.get(base.lower())
     if words is None:

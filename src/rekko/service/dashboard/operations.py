@@ -101,7 +101,7 @@ def _job_row(job: dict[str, Any]) -> list[str]:
         text(job["trigger"]),
         text(_when(job["created_at"])),
         text(took),
-        text(version),
+        f"<code>{text(version)}</code>",
         f'<div class="log">{text(log)}</div>' if log else '<span class="muted">-</span>',
         metrics_list(job.get("metrics")),
     ]
@@ -298,6 +298,12 @@ def _hourly(state: ServiceState, hours: int) -> tuple[list[int], list[dict[str, 
     return periods, rows
 
 
+def _duration(seconds: float) -> str:
+    if seconds >= 2 * HOUR_S:
+        return f"{number(seconds / HOUR_S)} hours"
+    return f"{number(seconds / 60)} minutes"
+
+
 def _hour_label(period: int) -> str:
     return datetime.fromtimestamp(period, UTC).strftime("%m-%d %H:00")
 
@@ -357,7 +363,7 @@ async def online_view(
     body = (
         f'<p class="muted">Per model version and hour (by the time a list was served): lists '
         f"served, items shown, and the share of shown items the same user then interacted "
-        f"with positively within {number(window / 60)} minutes. Last {hours} hours: "
+        f"with positively within {_duration(window)}. Last {hours} hours: "
         f"{choices}</p>"
         + card("Over time", charts)
         + '<div class="gap"></div>'
