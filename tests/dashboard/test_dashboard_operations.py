@@ -211,6 +211,9 @@ def test_metric_labels(name: str, label: str) -> None:
 
 
 def _serve_and_follow(client: TestClient) -> tuple[str, float]:
+    """Serve one list of 4 and follow its first item; returns the version and the time of
+    serving (the response's own time stamp is not given, so: just before the request)."""
+    before = time.time()
     served = client.get(
         "/users/u0003/recommendations", params={"k": 4}, headers={"X-API-Key": READ}
     ).json()
@@ -221,7 +224,7 @@ def _serve_and_follow(client: TestClient) -> tuple[str, float]:
         headers={"X-API-Key": EVENTS},
     )
     assert stored.json()["stored"] == 1
-    return str(served["model_version"]), time.time()
+    return str(served["model_version"]), before
 
 
 @pytest.fixture(
@@ -251,9 +254,45 @@ def test_online_metrics_per_hour_as_charts(database_url: str, tmp_path: Path) ->
         page = client.get("/dashboard/online", headers={"X-API-Key": READ}).text
         for chart in ("chart-requests", "chart-impressions", "chart-follow-rate"):
             assert f'<svg id="{chart}"' in page
-        hour = time.strftime("%m-%d %H:00", time.gmtime(when // 3600 * 3600))
-        assert f"{version} · {hour}: 25.0%</title>" in page  # 1 of 4 shown items followed
         rows = _table(page, "online-hourly")
         cells = re.findall(r"<td>([^<]*)</td>", rows[rows.index("<tbody>") :])
+        hour = cells[0]  # the hour it was served in: when, or the next if it just turned
+        hours = {time.strftime("%m-%d %H:00", time.gmtime(when + step)) for step in (0, 5)}
+        assert hour in hours, (hour, hours)
         assert cells[:6] == [hour, version, "1", "4", "1", "25.00%"], cells
+        assert f"{version} · {hour}: 25.0%</title>" in page  # 1 of 4 shown items followed
         assert "http://" not in page.replace("http://www.w3.org", "")
+
+
+def test_try_it_says_when_the_text_matched_nothing_within_the_style(client: TestClient) -> None:
+    # No demo item is both "vintage" and a lantern: the style holds, and the page says why
+    # the text did not narrow the list.
+    page = client.get(
+        "/dashboard/try/results",
+        params={"q": "lantern", "style": "vintage"},
+        headers={"X-API-Key": READ},
+    ).text
+    assert "fallback: preferences" in page
+    assert '<span id="try-note">no item matches a word of the query</span>' in page
+
+
+def test_events_chart_counts_by_event_time(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, read_key=READ, events_key=EVENTS)
+    with TestClient(create_app(settings)) as client:
+        headers = {"X-API-Key": READ}
+        page = client.get("/dashboard", headers=headers).text
+        imported = repo.training_data(client.app.state.service.engine).events  # type: ignore[attr-defined]
+        # The demo's events happened long ago: none in the last hour, all said apart.
+        assert "By event time: 0 events in the current minute, 0 in the last hour." in page
+        assert f"{len(imported):,} more received in the last hour happened earlier" in page
+        stored = client.post(
+            "/events",
+            json={"events": [{"user_id": "u0001", "item_id": "i0002", "time": time.time()}]},
+            headers={"X-API-Key": EVENTS},
+        )
+        assert stored.json()["stored"] == 1
+        page = client.get("/dashboard", headers=headers).text
+        minute = r"(1 event|0 events)"  # 0 when the minute turned since the post
+        assert re.search(
+            rf"By event time: {minute} in the current minute, 1 in the last hour", page
+        )

@@ -198,8 +198,9 @@ async def overview(
         for count in counts
     )
     rate = (
-        f'<p id="events-rate">By event time: {number(counts[-1])} events in the current '
-        f"minute, {number(sum(counts))} in the last hour.</p>"
+        f'<p id="events-rate">By event time: {number(counts[-1])} '
+        f"event{'' if counts[-1] == 1 else 's'} in the current minute, "
+        f"{number(sum(counts))} in the last hour.</p>"
     )
     if data["received_earlier"]:
         rate += (
