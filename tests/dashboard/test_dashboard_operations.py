@@ -89,6 +89,12 @@ def test_buttons_need_the_admin_key_and_the_dashboard_origin(client: TestClient)
         headers={**FORM, "origin": "https://elsewhere.example"},
     )
     assert foreign.status_code == 403
+    for form, reason in (
+        ("algorithm=nope", "unknown model 'nope'"),
+        ("algorithm=popularity&activate=sometimes", "activate is auto or never"),
+    ):
+        bad = client.post("/dashboard/jobs/train", content=form, headers=FORM)
+        assert bad.status_code == 422 and 'id="notice"' in bad.text and text_of(reason) in bad.text
     client.cookies.clear()
 
 

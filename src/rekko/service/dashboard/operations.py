@@ -168,12 +168,13 @@ async def jobs_view(request: Request) -> Response:
 async def train_now(request: Request) -> Response:
     """``POST /training/jobs`` from the dashboard's button."""
     fields = await _admin_form(request)
-    body = TrainRequest.model_validate(
-        {"algorithm": fields.get("algorithm") or None, "activate": fields.get("activate", "auto")}
-        if fields.get("activate", "auto") in ("auto", "never")
-        else {"algorithm": fields.get("algorithm") or None}
-    )
+    activate = fields.get("activate", "auto")
     try:
+        if activate not in ("auto", "never"):
+            raise ApiError(422, "invalid_request", f"activate is auto or never, not {activate!r}")
+        body = TrainRequest.model_validate(
+            {"algorithm": fields.get("algorithm") or None, "activate": activate}
+        )
         started = await admin.start_training(request, body)
     except ApiError as error:
         state = _state(request)
