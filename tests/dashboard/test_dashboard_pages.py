@@ -196,3 +196,31 @@ def test_pages_stay_small_on_a_catalogue_of_100000_items(tmp_path: Path) -> None
         ):
             assert response.status_code == 200
             assert len(response.content) < 100_000, (response.url, len(response.content))
+
+
+def test_the_overview_shows_what_was_imported(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from rekko.config import DataSpec
+
+    path = tmp_path / "events.csv"
+    pd.DataFrame(
+        {
+            "user_id": [f"v{n % 7}" for n in range(60)],
+            "item_id": [f"p{n % 11}" for n in range(60)],
+        }
+    ).to_csv(path, index=False)
+    settings = settings_for(
+        tmp_path / "svc", data=DataSpec(interactions=str(path)), model="popularity"
+    )
+    with TestClient(create_app(settings)) as client:
+        page = client.get("/dashboard").text
+    section = page[page.index('id="imports"') :]
+    section = section[: section.index("</table>")]
+    assert str(path.resolve()) in section
+    assert re.search(r"<td[^>]*>60</td>", section)  # rows read and events stored
+
+
+def test_the_overview_says_when_nothing_was_imported(client: TestClient) -> None:
+    page = client.get("/dashboard", headers={"X-API-Key": READ}).text
+    assert "Nothing imported" in page

@@ -34,6 +34,7 @@ from rekko.service.schemas import PathId
 from rekko.service.serving import Ranked, ServedModel
 from rekko.service.state import ServiceState
 from rekko.store import repository as repo
+from rekko.store.imports import list_imports
 from rekko.store.schema import events, items, users
 
 PAGE_SIZE = 25
@@ -131,6 +132,7 @@ def _overview_data(state: ServiceState, offset: int) -> dict[str, Any]:
         ).all()
     online = state.recent_online_metrics()
     return {
+        "imports": list_imports(state.engine),
         "users": n_users,
         "items": n_items,
         "events": n_events,
@@ -207,6 +209,25 @@ async def overview(
             f'<p class="muted" id="events-imported">{number(data["received_earlier"])} more '
             "received in the last hour happened earlier (imports, late events).</p>"
         )
+    imported = (
+        table(
+            ["source", "rows", "events stored", "last row taken", "last read"],
+            (
+                [
+                    text(row["source"]),
+                    number(row["rows"]),
+                    number(row["stored"]),
+                    text("-" if row["watermark"] is None else str(row["watermark"])),
+                    text(time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(row["updated_at"]))),
+                ]
+                for row in data["imports"]
+            ),
+            css_id="imports",
+        )
+        if data["imports"]
+        else '<p class="muted" id="imports">Nothing imported: events come through POST /events '
+        "(or rekko import, rekko serve --interactions).</p>"
+    )
     page_rows = data["item_page"][:PAGE_SIZE]
     catalogue = table(
         ["item", "title", "category"],
@@ -233,6 +254,7 @@ async def overview(
             online + '<p><a href="/dashboard/online">Per hour, as charts →</a></p>',
         )
         + card("Events per minute (last hour)", f'<div class="bars">{bars}</div>{rate}')
+        + card("Imported data", imported, wide=True)
         + card("Catalogue", catalogue + f'<div class="pager">{"".join(pager)}</div>', wide=True)
         + "</div>"
     )
