@@ -467,3 +467,25 @@ def test_push_endpoint_checks_the_folder_and_the_catalogue(tmp_path: Path) -> No
         assert "ndcg@10" in job["reason"]  # gated against the active version's configuration
         version = client.get(f"/models/{job['version']}").json()
         assert version["algorithm"] == "item-knn"
+
+
+def test_a_model_path_that_does_not_fit_the_catalogue_stops_the_start(tmp_path: Path) -> None:
+    path = tmp_path / "events.csv"
+    _shop(path)
+    other = tmp_path / "other.csv"
+    frame = _shop(other, seed=11)
+    frame["product"] = "q" + frame["product"]
+    frame.to_csv(other, index=False)
+    foreign = create_model("popularity").fit(_spec(other).load()).save(tmp_path / "foreign")
+    settings = settings_for(
+        tmp_path / "svc",
+        data=_spec(path),
+        model="popularity",
+        event_weights=WEIGHTS,
+        model_path=foreign,
+    )
+    with (
+        pytest.raises(DataError, match="not in the service's catalogue"),
+        TestClient(create_app(settings)),
+    ):
+        pass

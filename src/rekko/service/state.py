@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import Counter
 from sqlalchemy import Engine
 
+from rekko.errors import DataError
 from rekko.service.metrics import ServiceMetrics
 from rekko.service.serving import Catalogue, ModelPool, ServedModel, bucket
 from rekko.service.settings import ServeSettings
@@ -348,7 +349,8 @@ def push_configured_model(
 ) -> bool:
     """Register ``settings.model_path`` as a version (once: a folder pushed before is
     recognised by its files) through a job and its quality gate; ``True`` when a job ran
-    or had run."""
+    or had run. A folder that cannot be registered (its items are not in the catalogue, say)
+    stops the start with the job's error."""
     from rekko.service.training import folder_hash, pushed_configuration
 
     assert settings.model_path is not None
@@ -359,11 +361,14 @@ def push_configured_model(
     algorithm, params = pushed_configuration(path)
     logger.info("registering the model in %s (%s) as a version", path, algorithm)
     try:
-        jobs.start("push", algorithm, params, executor="thread", model_path=str(path))
+        job_id = jobs.start("push", algorithm, params, executor="thread", model_path=str(path))
     except TrainingBusyError:
         logger.info("another process is training; %s is not registered now", path)
         return False
     jobs.wait()
+    job = repo.get_job(jobs.engine, job_id)
+    if job is not None and job["status"] == "failed":
+        raise DataError(f"--model-path {path}: {job['error']}")
     return True
 
 

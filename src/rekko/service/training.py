@@ -192,6 +192,8 @@ def train_version(request: TrainingRequest) -> TrainingOutcome:
     finally:
         engine.dispose()
     dataset = build_dataset(data, request)
+    # A pushed model's items are checked before its configuration is gated.
+    pushed = load_pushed(request.model_path, data) if request.model_path is not None else None
     registry = ModelRegistry(request.model_dir)
     active = registry.info(registry.active) if registry.active else None
     metrics: dict[str, float] = {}
@@ -226,10 +228,11 @@ def train_version(request: TrainingRequest) -> TrainingOutcome:
             f"version {active.version} ({active.algorithm}) on the same recent holdout"
             + (f" minus tolerance {request.gate_tolerance:g}" if request.gate_tolerance else "")
         )
-    if request.model_path is not None:
-        model = load_pushed(request.model_path, data)
-    else:
-        model = create_model(request.algorithm, **request.params).fit(dataset)
+    model = (
+        pushed
+        if pushed is not None
+        else create_model(request.algorithm, **request.params).fit(dataset)
+    )
     info = VersionInfo(
         version=registry.new_version_name(request.algorithm),
         algorithm=request.algorithm,
