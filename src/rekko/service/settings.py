@@ -113,6 +113,12 @@ class ServeSettings(BaseModel):
     training_timeout_s: float = Field(
         3600.0, gt=0, description="A training job running longer than this is abandoned."
     )
+    training_lease_s: float = Field(
+        90.0,
+        gt=0,
+        description="A killed process's training lease lapses this long after it was last "
+        "renewed (every quarter of it): then another instance trains, and its jobs read failed.",
+    )
     bootstrap_demo: bool = Field(
         True, description="On an empty database, load the demo shop, train and serve it."
     )
