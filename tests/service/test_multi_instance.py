@@ -184,12 +184,21 @@ def _steadily(condition: Callable[[], bool], times: int = 20) -> bool:
 
 
 def _propagates(check: Callable[[], bool], what: str) -> str:
-    """Seconds until ``check`` first holds, and until it holds steadily (that includes the
-    20 checking requests), both within :data:`PROPAGATION_S`."""
+    """Poll ``check`` on fresh connections (any worker may answer) for a while after a change:
+    the last answer that does not show it must come within :data:`PROPAGATION_S`, and at
+    least 10 answers after it must all show it."""
     start = time.monotonic()
-    first = _until(check, PROPAGATION_S, what)
-    _until(lambda: _steadily(check), PROPAGATION_S - (time.monotonic() - start), what)
-    return f"first {first:.2f} s, on every worker {time.monotonic() - start:.2f} s"
+    answers: list[tuple[float, bool]] = []
+    while (elapsed := time.monotonic() - start) < PROPAGATION_S + 1.0 or len(answers) < 30:
+        answers.append((elapsed, check()))
+    stale = [at for at, shown in answers if not shown]
+    last_stale = stale[-1] if stale else 0.0
+    after = sum(at > last_stale for at, _ in answers)
+    assert last_stale < PROPAGATION_S, f"{what}: still not shown after {last_stale:.2f} s"
+    assert after >= 10, f"{what}: only {after} answers after the last stale one"
+    first = next(at for at, shown in answers if shown)
+    last = f"{last_stale:.2f} s" if stale else "none"
+    return f"{len(answers)} answers, first showing it at {first:.2f} s, last not at {last}"
 
 
 def _wait_job(instance: Instance, job_id: str, timeout: float = 60.0) -> dict[str, Any]:
@@ -400,10 +409,11 @@ def test_a_killed_instance_lease_lapses(
             body = client.get(f"/training/jobs/{job_id}").json()
             return bool(body["status"] == "failed")
 
-        _until(abandoned, lease_s + 5, "the killed job failing")
+        _until(abandoned, lease_s + 10, "the killed job failing")
         lapsed = time.monotonic() - killed_at
-        # Not before the lease can have lapsed (renewed every quarter of it), soon after.
-        assert lease_s * 3 / 4 - 0.1 <= lapsed <= lease_s + 2, lapsed
+        # Not before the lease can have lapsed (renewed every quarter of it), soon after (a
+        # few sync intervals; more on a busy machine).
+        assert lease_s * 3 / 4 - 0.1 <= lapsed <= lease_s + 5, lapsed
         assert "abandoned" in body["error"] and body["finished_at"] is not None
         print(f"killed job failed {lapsed:.2f} s after SIGKILL (lease {lease_s} s)")
         retry = client.post("/training/jobs", json={})
