@@ -138,6 +138,12 @@ class ServeSettings(BaseModel):
         description="A model folder written by rekko train / tune, registered as a version on "
         "start (once) and activated if it passes the quality gate.",
     )
+    training_lease_s: float = Field(
+        90.0,
+        gt=0,
+        description="A killed process's training lease lapses this long after it was last "
+        "renewed (every quarter of it): then another instance trains, and its jobs read failed.",
+    )
     bootstrap_demo: bool = Field(
         True,
         description="On an empty database and without data, load the demo shop, train and "

@@ -88,6 +88,7 @@ class ServiceState:
             self._training_request,
             executor=settings.training_executor,
             timeout_s=settings.training_timeout_s,
+            lease_s=settings.training_lease_s,
             before_activate=lambda version: self.pool.load(version, self.engine),
             on_activated=self._version_activated,
             on_finished=self._job_finished,
@@ -174,6 +175,23 @@ class ServiceState:
             return None
         if self.jobs.busy:
             return None
+        trigger = self._retrain_trigger()
+        if trigger is None:
+            return None
+        try:
+            # Asked again under the training lease: another instance may have just run it.
+            return self.jobs.start(
+                trigger,
+                settings.model,
+                settings.model_params,
+                still_due=lambda: self._retrain_trigger() is not None,
+            )
+        except TrainingBusyError:
+            return None
+
+    def _retrain_trigger(self) -> str | None:
+        """Why a job is due now ("events" or "schedule"), or ``None``."""
+        settings = self.settings
         last = repo.last_finished_job(self.engine)
         now = time.time()
         if last is not None and now - float(last["finished_at"]) < settings.retrain_cooldown_s:
@@ -190,12 +208,7 @@ class ServiceState:
             since = float(last["finished_at"]) if last is not None else self.started_at
             if now - since >= settings.retrain_interval_s:
                 trigger = "schedule"
-        if trigger is None:
-            return None
-        try:
-            return self.jobs.start(trigger, settings.model, settings.model_params)
-        except TrainingBusyError:
-            return None
+        return trigger
 
     # -- the sync loop ---------------------------------------------------------------------
     def sync_events(self, *, serving_only: bool = False) -> int:
@@ -265,6 +278,7 @@ class ServiceState:
                 ("catalogue", lambda: self.catalogue.refresh(self.engine)),
                 ("impressions", self.flush_impressions),
                 ("retraining", self.maybe_retrain),
+                ("abandoned jobs", self.jobs.reap_abandoned),
             )
             for name, step in steps:
                 try:
@@ -339,7 +353,14 @@ def prepare_database(
     trigger = "import" if imported else "bootstrap"
     logger.info("training %s on the stored events (%s)", settings.model, trigger)
     try:
-        jobs.run_now(trigger, settings.model, settings.model_params)
+        # Asked again under the lease: another process may have trained it meanwhile (an
+        # import's new events are trained on whatever is active).
+        jobs.run_now(
+            trigger,
+            settings.model,
+            settings.model_params,
+            still_due=(lambda: registry.active is None) if trigger == "bootstrap" else None,
+        )
     except TrainingBusyError:
         logger.info("another process is training the first model")
 

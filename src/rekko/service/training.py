@@ -49,10 +49,11 @@ from rekko.store.registry import ModelRegistry, VersionInfo
 logger = logging.getLogger(__name__)
 
 TRAINING_LEASE = "training"
-#: The training lease is renewed this often while a job runs, and lapses after LEASE_TTL_S
-#: if the process running it dies (so another process can train again soon).
-LEASE_RENEW_S = 20.0
+#: The training lease lapses this long after its holder last renewed it (the default of the
+#: ``training_lease_s`` setting): then another process may train, and the jobs of the holder,
+#: which must have died, read as failed. A running job renews it LEASE_RENEWALS times as often.
 LEASE_TTL_S = 90.0
+LEASE_RENEWALS = 4
 #: Jobs one process holds at most, running and queued (of different configurations).
 MAX_PENDING_JOBS = 4
 Activation = Literal["auto", "never"]
@@ -294,9 +295,25 @@ def load_pushed(path: str, data: repo.TrainingData) -> Recommender:
     return model
 
 
+def _exit_with_parent() -> None:
+    """End this (training) process as soon as the process that started it is gone: a service
+    killed with SIGKILL must not leave a child that saves an orphan version and then waits
+    forever for its next task."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()
+        os._exit(1)
+
+    threading.Thread(target=watch, name="rekko-parent-watch", daemon=True).start()
+
+
 def _spawned(request: TrainingRequest) -> TrainingOutcome:
     # Entry point in the child process: logging there is the child's own.
     logging.basicConfig(level=logging.INFO)
+    _exit_with_parent()
     return train_version(request)
 
 
@@ -306,6 +323,10 @@ class JobRunner:
 
     Jobs of other configurations wait in this process's queue; a configuration (algorithm
     and parameters) is queued or running at most once.
+
+    Only the lease holder has unfinished jobs, and it keeps the lease until they have
+    finished. So whoever takes a lapsed lease (``lease_s`` after its holder last renewed it)
+    marks the unfinished jobs it finds as failed: their process died.
     """
 
     def __init__(
@@ -316,6 +337,7 @@ class JobRunner:
         *,
         executor: Literal["process", "thread"] = "process",
         timeout_s: float = 3600.0,
+        lease_s: float = LEASE_TTL_S,
         before_activate: Callable[[str], object] | None = None,
         on_activated: Callable[[str], None] | None = None,
         on_finished: Callable[[str, bool, bool], None] | None = None,
@@ -325,6 +347,7 @@ class JobRunner:
         self.make_request = make_request
         self.executor = executor
         self.timeout_s = timeout_s
+        self.lease_s = lease_s
         self.before_activate = before_activate
         self.on_activated = on_activated
         self.on_finished = on_finished
@@ -344,10 +367,15 @@ class JobRunner:
         *,
         executor: Literal["process", "thread"] | None = None,
         model_path: str | None = None,
+        still_due: Callable[[], bool] | None = None,
     ) -> str:
         """Queue a job and return its id. Raises :class:`TrainingBusyError` when another
         process is training, or when this configuration is already queued or running here.
-        With ``model_path`` the job registers that folder instead of fitting a model."""
+        With ``model_path`` the job registers that folder instead of fitting a model.
+
+        ``still_due`` is asked once the lease is held (a scheduled job: another process may
+        have run it between the caller's check and now); ``False`` raises
+        :class:`TrainingBusyError` too."""
         with self._lock:
             wanted = (algorithm, {**params, "_model_path": model_path})
             for job_id, pending in self._pending.items():
@@ -363,7 +391,7 @@ class JobRunner:
                     "again when one ends",
                     next(iter(self._pending)),
                 )
-            if not repo.try_acquire_lease(self.engine, TRAINING_LEASE, self.holder, LEASE_TTL_S):
+            if not repo.try_acquire_lease(self.engine, TRAINING_LEASE, self.holder, self.lease_s):
                 running = repo.unfinished_jobs(self.engine)
                 raise TrainingBusyError(
                     "a training job is already running; try again when it ends",
@@ -371,6 +399,10 @@ class JobRunner:
                 )
             job_id = secrets.token_hex(8)
             try:
+                if not self._pending:
+                    self._fail_abandoned()
+                if still_due is not None and not still_due():
+                    raise TrainingBusyError("another process has just run this job")
                 repo.create_job(
                     self.engine, job_id, trigger=trigger, algorithm=algorithm, params=params
                 )
@@ -388,9 +420,38 @@ class JobRunner:
                 raise
             return job_id
 
-    def run_now(self, trigger: str, algorithm: str, params: Mapping[str, Any]) -> str:
+    def _fail_abandoned(self) -> int:
+        """With the lease just taken and no job of this process pending, every unfinished
+        job belongs to a holder whose lease lapsed: mark them failed."""
+        count = repo.fail_stale_jobs(self.engine, older_than=time.time())
+        if count:
+            logger.warning("%d training job(s) of a stopped process marked as failed", count)
+        return count
+
+    def reap_abandoned(self) -> int:
+        """Fail the unfinished jobs of a process whose lease lapsed (it was killed), so that
+        their status does not read ``running`` forever; returns how many. Cheap when there
+        are none (one query): the sync loop calls it."""
+        with self._lock:
+            if self._pending or not repo.unfinished_jobs(self.engine):
+                return 0
+            if not repo.try_acquire_lease(self.engine, TRAINING_LEASE, self.holder, self.lease_s):
+                return 0  # its holder is alive (or another process is reaping)
+            try:
+                return self._fail_abandoned()
+            finally:
+                repo.release_lease(self.engine, TRAINING_LEASE, self.holder)
+
+    def run_now(
+        self,
+        trigger: str,
+        algorithm: str,
+        params: Mapping[str, Any],
+        *,
+        still_due: Callable[[], bool] | None = None,
+    ) -> str:
         """Train in this process and wait for it (first start); returns the job id."""
-        job_id = self.start(trigger, algorithm, params, executor="thread")
+        job_id = self.start(trigger, algorithm, params, executor="thread", still_due=still_due)
         self.wait()
         return job_id
 
@@ -426,10 +487,16 @@ class JobRunner:
         heartbeat.start()
         try:
             # The lease may have lapsed while this job waited behind another one.
-            if not repo.try_acquire_lease(self.engine, TRAINING_LEASE, self.holder, LEASE_TTL_S):
+            if not repo.try_acquire_lease(self.engine, TRAINING_LEASE, self.holder, self.lease_s):
                 raise TrainingBusyError("another process started training while this job waited")
             repo.update_job(self.engine, job_id, status="running", started_at=time.time())
             outcome = self._train(request, executor)
+            if not repo.try_acquire_lease(self.engine, TRAINING_LEASE, self.holder, self.lease_s):
+                # This process stalled past the lease: another one took over and may train.
+                raise TrainingBusyError(
+                    f"the training lease lapsed while this job ran; {outcome.version} was "
+                    "saved but not activated"
+                )
             if activate == "auto" and outcome.accepted:
                 if self.before_activate is not None:
                     self.before_activate(outcome.version)  # raises if it cannot be served
@@ -475,9 +542,9 @@ class JobRunner:
                     logger.exception("after training job %s", job_id)
 
     def _renew_lease(self, done: threading.Event) -> None:
-        while not done.wait(LEASE_RENEW_S):
+        while not done.wait(self.lease_s / LEASE_RENEWALS):
             try:
-                repo.try_acquire_lease(self.engine, TRAINING_LEASE, self.holder, LEASE_TTL_S)
+                repo.try_acquire_lease(self.engine, TRAINING_LEASE, self.holder, self.lease_s)
             except Exception:
                 logger.exception("could not renew the training lease")
 

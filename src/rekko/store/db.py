@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 
 logger = logging.getLogger(__name__)
@@ -82,12 +82,43 @@ def alembic_config() -> Config:
     return config
 
 
+#: Key of the lock that serialises migrations of processes starting at once (PostgreSQL
+#: advisory lock number, MariaDB named lock); SQLite's BEGIN IMMEDIATE does it there.
+MIGRATION_LOCK = 0x72656B6B6F  # "rekko"
+MIGRATION_LOCK_WAIT_S = 300
+
+
 def upgrade_database(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to ``revision`` (idempotent; safe to call at every start)."""
+    """Bring the schema to ``revision`` (idempotent; safe to call at every start, also from
+    several processes at once: they take turns, and the later ones find nothing to do)."""
     config = alembic_config()
-    with write_transaction(engine) as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+    dialect = engine.dialect.name
+    with engine.connect() as connection:
+        connection.execution_options(**{_IMMEDIATE: True})
+        if dialect == "postgresql":
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+        elif dialect in ("mysql", "mariadb"):
+            got = connection.execute(
+                text("SELECT GET_LOCK(:key, :wait)"),
+                {"key": f"rekko-{MIGRATION_LOCK}", "wait": MIGRATION_LOCK_WAIT_S},
+            ).scalar()
+            if got != 1:
+                raise TimeoutError(
+                    f"another process held the migration lock for {MIGRATION_LOCK_WAIT_S} s"
+                )
+        connection.commit()  # the session-level lock stays; the migration gets its own BEGIN
+        try:
+            with connection.begin():
+                config.attributes["connection"] = connection
+                command.upgrade(config, revision)
+        finally:
+            if dialect == "postgresql":
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+            elif dialect in ("mysql", "mariadb"):
+                connection.execute(
+                    text("SELECT RELEASE_LOCK(:key)"), {"key": f"rekko-{MIGRATION_LOCK}"}
+                )
+            connection.commit()
     logger.info("database schema at %s (%s)", revision, engine.url.render_as_string())
 
 

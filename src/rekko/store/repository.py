@@ -566,7 +566,11 @@ def fail_stale_jobs(engine: Engine, older_than: float) -> int:
             update(training_jobs)
             .where(training_jobs.c.status.in_(["queued", "running"]))
             .where(training_jobs.c.created_at < older_than)
-            .values(status="failed", error="abandoned (the process running it stopped)")
+            .values(
+                status="failed",
+                error="abandoned (the process running it stopped)",
+                finished_at=time.time(),
+            )
         )
         return int(result.rowcount)
 
