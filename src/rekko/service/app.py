@@ -14,13 +14,14 @@ import json
 import logging
 import os
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from rekko import __version__
 from rekko.service.dashboard import install_dashboard
-from rekko.service.errors import install_error_handlers
+from rekko.service.errors import document_errors, install_error_handlers
 from rekko.service.metrics import ASGIApp, Message, MetricsMiddleware, Receive, Scope, Send
 from rekko.service.routes import catalogue, feedback, models, recommend, system
 from rekko.service.settings import ServeSettings, load_settings
@@ -176,6 +177,14 @@ def create_app(settings: ServeSettings | None = None, *, freeze_gc: bool = False
     for module in (recommend, feedback, system, catalogue, models):
         app.include_router(module.router)
     install_dashboard(app)
+    framework_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document_errors(framework_openapi())
+        return framework_openapi()  # the framework's copy, now amended and cached
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rekko.errors import NotFittedError, RekkoError, UnknownIdError
+from rekko.service.schemas import ErrorBody
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +80,53 @@ _STATUS_CODES = {
     415: "unsupported_media_type",
     503: "unavailable",
 }
+
+
+_DESCRIPTIONS = {
+    401: "No API key, or an unknown one (only when this scope has a key)",
+    403: "The key is valid but does not open this endpoint",
+    404: "Unknown id or model version",
+    409: "Conflicts with the current state",
+    413: "Request body over the server's max_body_bytes",
+    422: "Invalid request: each field and what is wrong",
+    503: "No model version is served yet",
+}
+_ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for route decorators: each status answered as :class:`ErrorBody`."""
+    return {
+        status: {"model": ErrorBody, "description": _DESCRIPTIONS[status]} for status in statuses
+    }
+
+
+def _error_response(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ERROR_REF}}}
+
+
+def document_errors(schema: dict[str, Any]) -> None:
+    """Make the OpenAPI ``schema`` say what the service really answers (in place).
+
+    The framework's own 422 body (``HTTPValidationError``: loc, msg, type) is replaced by
+    :class:`ErrorBody`, and every operation with a body may answer 413 (the body limit, checked
+    before any route runs).
+    """
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+    if "ErrorBody" not in components:
+        definition = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, nested in definition.pop("$defs", {}).items():
+            components.setdefault(name, nested)
+        components["ErrorBody"] = definition
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            if "422" in responses:
+                responses["422"] = _error_response(_DESCRIPTIONS[422])
+            if "requestBody" in operation:
+                responses.setdefault("413", _error_response(_DESCRIPTIONS[413]))
 
 
 def install_error_handlers(app: FastAPI) -> None:

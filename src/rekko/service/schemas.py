@@ -77,13 +77,26 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
 
 
-class ErrorBody(BaseModel):
-    """Every error the API answers: a short code and what was wrong."""
+class Problem(BaseModel):
+    """One thing wrong with a request."""
 
-    error: str = Field(description="invalid_request, not_found, unauthorized, ...")
-    detail: Any = Field(
-        description="A message, or for invalid_request a list of {field, reason}: field is "
-        "where the problem is (query.k, body.events.0.user_id, path.user_id, request)."
+    field: str = Field(
+        description="Where: query.k, body.events.0.user_id, path.user_id, or request when no "
+        "single field is to blame."
+    )
+    reason: str
+
+
+class ErrorBody(BaseModel):
+    """Every error the API answers: a short code and what was wrong (some add fields, such
+    as the ``job_id`` a 409 conflicts with)."""
+
+    error: str = Field(
+        description="invalid_request, not_found, unauthorized, forbidden, conflict, "
+        "payload_too_large, unavailable, overloaded, ..."
+    )
+    detail: str | list[Problem] = Field(
+        description="A message, or for invalid_request the list of problems."
     )
 
 
