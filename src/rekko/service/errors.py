@@ -144,6 +144,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+        if error.status_code == 400:  # a body the framework could not read (not UTF-8...)
+            return error_response(
+                422, "invalid_request", [{"field": "body", "reason": str(error.detail)}]
+            )
         code = _STATUS_CODES.get(error.status_code, "error")
         return error_response(error.status_code, code, error.detail)
 
