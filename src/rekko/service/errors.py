@@ -92,6 +92,7 @@ _DESCRIPTIONS = {
     503: "No model version is served yet",
 }
 _ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
+_OVERLOADED = "the server is at its max_in_flight requests (retry after Retry-After seconds)"
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -105,12 +106,12 @@ def _error_response(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": _ERROR_REF}}}
 
 
-def document_errors(schema: dict[str, Any]) -> None:
+def document_errors(schema: dict[str, Any], unguarded: frozenset[str]) -> None:
     """Make the OpenAPI ``schema`` say what the service really answers (in place).
 
     The framework's own 422 body (``HTTPValidationError``: loc, msg, type) is replaced by
-    :class:`ErrorBody`, and every operation with a body may answer 413 (the body limit, checked
-    before any route runs).
+    :class:`ErrorBody`; every operation with a body may answer 413 (the body limit), and every
+    path outside ``unguarded`` 503 (admission control), both before any route runs.
     """
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
@@ -120,13 +121,19 @@ def document_errors(schema: dict[str, Any]) -> None:
         for name, nested in definition.pop("$defs", {}).items():
             components.setdefault(name, nested)
         components["ErrorBody"] = definition
-    for operations in schema.get("paths", {}).values():
+    for path, operations in schema.get("paths", {}).items():
         for operation in operations.values():
             responses = operation.setdefault("responses", {})
             if "422" in responses:
                 responses["422"] = _error_response(_DESCRIPTIONS[422])
             if "requestBody" in operation:
                 responses.setdefault("413", _error_response(_DESCRIPTIONS[413]))
+            if path in unguarded:
+                continue
+            if "503" not in responses:
+                responses["503"] = _error_response(_OVERLOADED.capitalize())
+            elif _OVERLOADED not in responses["503"]["description"]:
+                responses["503"]["description"] += f"; or {_OVERLOADED}"
 
 
 def install_error_handlers(app: FastAPI) -> None:
