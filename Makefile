@@ -12,12 +12,12 @@ export REKKO_DATASETS
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
+.PHONY: setup setup-run browser java run test lint format typecheck unit fuzz lock clean
 # What `make run` needs (the demo and the service train no TensorFlow model); `make test` adds
 # `tf` and `dev` (pytest, ruff, mypy, Playwright, PySpark, faiss). TensorFlow alone is 1.3 GB:
 # `make run RUN_EXTRAS=serve,reports,postgres,mysql,tf` to have it from the start.
 RUN_EXTRAS ?= serve,reports,postgres,mysql
 
-.PHONY: setup setup-run browser java run test lint format typecheck unit lock clean
 
 # Everything: the runtime plus TensorFlow and the test, lint and Spark tools.
 setup: $(VENV)/.installed
@@ -64,6 +64,25 @@ unit: setup browser java
 	$(BIN)/python -m pytest
 
 test: lint typecheck unit
+
+# Schemathesis against a real `rekko serve` on the demo shop with keys (in a temporary folder):
+# no server errors, and every status, content type and body as the OpenAPI document says.
+FUZZ_PORT ?= 8765
+FUZZ_EXAMPLES ?= 100
+FUZZ_SEED ?= 1
+FUZZ_ADMIN_KEY := fuzz-admin-key-0123456789
+fuzz: setup
+	@set -e; data=$$(mktemp -d); trap 'kill $$server 2>/dev/null; rm -rf "$$data"' EXIT; \
+	cd "$$data"; \
+	REKKO_PORT=$(FUZZ_PORT) REKKO_LOG_LEVEL=warning REKKO_TRAINING_EXECUTOR=thread \
+	REKKO_ADMIN_KEY=$(FUZZ_ADMIN_KEY) REKKO_READ_KEY=fuzz-read-key-0123456789 \
+	REKKO_EVENTS_KEY=fuzz-events-key-0123456789 $(abspath $(BIN))/rekko serve & server=$$!; \
+	for _ in $$(seq 300); do \
+		curl -sf http://127.0.0.1:$(FUZZ_PORT)/ready >/dev/null && break; sleep 0.5; done; \
+	$(abspath $(BIN))/schemathesis run http://127.0.0.1:$(FUZZ_PORT)/openapi.json \
+		--checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
+		--header "X-API-Key: $(FUZZ_ADMIN_KEY)" --max-examples $(FUZZ_EXAMPLES) --seed $(FUZZ_SEED) \
+		--phases examples,coverage,fuzzing
 
 # Re-resolve the pinned versions (run after changing dependencies in pyproject.toml).
 lock: setup

@@ -16,6 +16,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
@@ -25,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 
 from rekko import __version__
 from rekko.service.dashboard import install_dashboard
-from rekko.service.errors import install_error_handlers
+from rekko.service.errors import document_errors, install_error_handlers
 from rekko.service.metrics import ASGIApp, Message, MetricsMiddleware, Receive, Scope, Send
 from rekko.service.routes import catalogue, feedback, models, recommend, system
 from rekko.service.settings import ServeSettings, load_settings
@@ -45,6 +46,55 @@ Keys go in the `X-API-Key` header: the *read* key for recommendations and look-u
 Errors are `{"error": code, "detail": ...}`; validation errors (422) list each `field` with its
 `reason`.
 """
+
+
+#: Paths that admission control never refuses: probes must answer however busy the server is.
+UNGUARDED = frozenset({"/health", "/ready", "/metrics"})
+
+
+class AdmissionMiddleware:
+    """Answers 503 with ``Retry-After`` to requests beyond ``limit`` in flight in this worker,
+    at once, instead of letting them queue behind the others.
+
+    A request counts from when the event loop first runs it until its answer is sent. It
+    yields to the loop once after counting itself, so that requests that arrived together are
+    all counted before any of them runs (a request that ranks without awaiting would otherwise
+    finish before the next one is counted, and the queue would stay invisible). One integer,
+    no lock: everything here runs on the event loop's thread.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self.in_flight = 0
+        body = json.dumps(
+            {"error": "overloaded", "detail": f"more than {limit} requests in flight; retry"}
+        ).encode()
+        self._start = {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", b"1"),
+            ],
+        }
+        self._body = {"type": "http.response.body", "body": body}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in UNGUARDED:
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.limit:
+            await send(self._start)
+            await send(self._body)
+            return
+        self.in_flight += 1
+        try:
+            await asyncio.sleep(0)
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
 
 
 class _BodyTooLargeError(Exception):
@@ -176,6 +226,7 @@ def create_app(settings: ServeSettings | None = None, *, freeze_gc: bool = False
     app.state.service = state
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AdmissionMiddleware, limit=settings.max_in_flight)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     # The hot routes first: a request is matched against the routes in this order.
     for module in (recommend, feedback, system, catalogue, models):
@@ -183,6 +234,14 @@ def create_app(settings: ServeSettings | None = None, *, freeze_gc: bool = False
     install_dashboard(app)
     if settings.docs:
         _install_offline_docs(app)
+    framework_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document_errors(framework_openapi(), UNGUARDED)
+        return framework_openapi()  # the framework's copy, now amended and cached
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 

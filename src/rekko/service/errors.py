@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rekko.errors import NotFittedError, RekkoError, UnknownIdError
+from rekko.service.schemas import ErrorBody
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +82,60 @@ _STATUS_CODES = {
 }
 
 
+_DESCRIPTIONS = {
+    401: "No API key, or an unknown one (only when this scope has a key)",
+    403: "The key is valid but does not open this endpoint",
+    404: "Unknown id or model version",
+    409: "Conflicts with the current state",
+    413: "Request body over the server's max_body_bytes",
+    422: "Invalid request: each field and what is wrong",
+    503: "No model version is served yet",
+}
+_ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
+_OVERLOADED = "the server is at its max_in_flight requests (retry after Retry-After seconds)"
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for route decorators: each status answered as :class:`ErrorBody`."""
+    return {
+        status: {"model": ErrorBody, "description": _DESCRIPTIONS[status]} for status in statuses
+    }
+
+
+def _error_response(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ERROR_REF}}}
+
+
+def document_errors(schema: dict[str, Any], unguarded: frozenset[str]) -> None:
+    """Make the OpenAPI ``schema`` say what the service really answers (in place).
+
+    The framework's own 422 body (``HTTPValidationError``: loc, msg, type) is replaced by
+    :class:`ErrorBody`; every operation with a body may answer 413 (the body limit), and every
+    path outside ``unguarded`` 503 (admission control), both before any route runs.
+    """
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+    if "ErrorBody" not in components:
+        definition = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, nested in definition.pop("$defs", {}).items():
+            components.setdefault(name, nested)
+        components["ErrorBody"] = definition
+    for path, operations in schema.get("paths", {}).items():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            if "422" in responses:
+                responses["422"] = _error_response(_DESCRIPTIONS[422])
+            if "requestBody" in operation:
+                responses.setdefault("413", _error_response(_DESCRIPTIONS[413]))
+            if path in unguarded:
+                continue
+            if "503" not in responses:
+                responses["503"] = _error_response(_OVERLOADED.capitalize())
+            elif _OVERLOADED not in responses["503"]["description"]:
+                responses["503"]["description"] += f"; or {_OVERLOADED}"
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, error: ApiError) -> JSONResponse:
@@ -96,6 +151,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+        if error.status_code == 400:  # a body the framework could not read (not UTF-8...)
+            return error_response(
+                422, "invalid_request", [{"field": "body", "reason": str(error.detail)}]
+            )
         code = _STATUS_CODES.get(error.status_code, "error")
         return error_response(error.status_code, code, error.detail)
 

@@ -77,13 +77,26 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
 
 
-class ErrorBody(BaseModel):
-    """Every error the API answers: a short code and what was wrong."""
+class Problem(BaseModel):
+    """One thing wrong with a request."""
 
-    error: str = Field(description="invalid_request, not_found, unauthorized, ...")
-    detail: Any = Field(
-        description="A message, or for invalid_request a list of {field, reason}: field is "
-        "where the problem is (query.k, body.events.0.user_id, path.user_id, request)."
+    field: str = Field(
+        description="Where: query.k, body.events.0.user_id, path.user_id, or request when no "
+        "single field is to blame."
+    )
+    reason: str
+
+
+class ErrorBody(BaseModel):
+    """Every error the API answers: a short code and what was wrong (some add fields, such
+    as the ``job_id`` a 409 conflicts with)."""
+
+    error: str = Field(
+        description="invalid_request, not_found, unauthorized, forbidden, conflict, "
+        "payload_too_large, unavailable, overloaded, ..."
+    )
+    detail: str | list[Problem] = Field(
+        description="A message, or for invalid_request the list of problems."
     )
 
 
@@ -97,15 +110,22 @@ class Parameters(BaseModel):
 
 
 class ListQuery(Parameters):
+    """The options of a GET list. Their limits (in characters, up to 12 bytes each once
+    percent-encoded) keep the URL under the 64 KiB that the HTTP server reads: a longer one
+    is refused before it reaches the app."""
+
     k: int = Field(10, ge=1, description="How many items (at most the server's max_k).")
     filters: str | None = Field(
-        None, max_length=10_000, description='Constraints as JSON: {"price": {"max": 50}}'
+        None, max_length=1_000, description='Constraints as JSON: {"price": {"max": 50}}'
     )
     exclude: str | None = Field(
-        None, max_length=100_000, description="Comma-separated item ids to leave out."
+        None,
+        max_length=2_500,
+        description="Comma-separated item ids to leave out (more in the body of POST "
+        "/recommendations).",
     )
     fields: str | None = Field(
-        None, max_length=2_000, description="Comma-separated item fields: title,price"
+        None, max_length=256, description="Comma-separated item fields: title,price"
     )
     version: str | None = Field(None, max_length=128, description="A model version.")
 

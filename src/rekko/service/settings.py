@@ -155,6 +155,12 @@ class ServeSettings(BaseModel):
     max_k: int = Field(100, ge=1, le=10_000, description="Most items one list may ask for.")
     max_batch: int = Field(10_000, ge=1, description="Most events or catalogue rows per call.")
     max_body_bytes: int = Field(8 * 2**20, ge=1024, description="Largest request body (413 above).")
+    max_in_flight: int = Field(
+        64,
+        ge=1,
+        description="Requests one worker takes on at once; more are answered 503 with "
+        "Retry-After at once instead of queueing (/health, /ready and /metrics always answer).",
+    )
     # -- online evaluation and housekeeping ------------------------------------------------
     log_impressions: bool = Field(True, description="Record which items were shown to whom.")
     impression_sample_rate: float = Field(

@@ -6,14 +6,16 @@ from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from rekko.service.auth import require
-from rekko.service.errors import ApiError, invalid
+from rekko.service.errors import ApiError, error_responses, invalid
 from rekko.service.routes.common import service
 from rekko.service.schemas import ItemBatch, ItemOut, PathId, Upserted, UserBatch, UserOut
 from rekko.store import repository as repo
 
-router = APIRouter(tags=["catalogue"])
+router = APIRouter(tags=["catalogue"], responses=error_responses(401, 403, 422))
 admin = [Depends(require("admin"))]
 read = [Depends(require("read"))]
+#: Unknown item; hiding or showing a deleted one.
+STATUS_ERRORS = error_responses(404, 409)
 
 
 @router.put("/items", response_model=Upserted, dependencies=admin, summary="Upsert items")
@@ -36,7 +38,13 @@ async def upsert_items(request: Request, batch: ItemBatch) -> Upserted:
     return Upserted(inserted=inserted, updated=updated)
 
 
-@router.get("/items/{item_id}", response_model=ItemOut, dependencies=read, summary="An item")
+@router.get(
+    "/items/{item_id}",
+    response_model=ItemOut,
+    dependencies=read,
+    summary="An item",
+    responses=error_responses(404),
+)
 async def get_item(request: Request, item_id: PathId) -> ItemOut:
     state = service(request)
     record = await run_in_threadpool(repo.get_item, state.engine, item_id)
@@ -57,7 +65,11 @@ async def _set_status(request: Request, item_id: str, status: repo.ItemStatus) -
 
 
 @router.post(
-    "/items/{item_id}/hide", response_model=ItemOut, dependencies=admin, summary="Hide an item"
+    "/items/{item_id}/hide",
+    response_model=ItemOut,
+    dependencies=admin,
+    summary="Hide an item",
+    responses=STATUS_ERRORS,
 )
 async def hide_item(request: Request, item_id: PathId) -> ItemOut:
     """Never recommend the item (until it is shown again); it stays in the catalogue."""
@@ -65,14 +77,22 @@ async def hide_item(request: Request, item_id: PathId) -> ItemOut:
 
 
 @router.post(
-    "/items/{item_id}/show", response_model=ItemOut, dependencies=admin, summary="Show an item"
+    "/items/{item_id}/show",
+    response_model=ItemOut,
+    dependencies=admin,
+    summary="Show an item",
+    responses=STATUS_ERRORS,
 )
 async def show_item(request: Request, item_id: PathId) -> ItemOut:
     return await _set_status(request, item_id, "active")
 
 
 @router.delete(
-    "/items/{item_id}", response_model=ItemOut, dependencies=admin, summary="Delete an item"
+    "/items/{item_id}",
+    response_model=ItemOut,
+    dependencies=admin,
+    summary="Delete an item",
+    responses=STATUS_ERRORS,
 )
 async def delete_item(request: Request, item_id: PathId) -> ItemOut:
     """Remove the item for good: never recommended again, left out of training, features
@@ -91,7 +111,13 @@ async def upsert_users(request: Request, batch: UserBatch) -> Upserted:
     return Upserted(inserted=inserted, updated=updated)
 
 
-@router.get("/users/{user_id}", response_model=UserOut, dependencies=read, summary="A user")
+@router.get(
+    "/users/{user_id}",
+    response_model=UserOut,
+    dependencies=read,
+    summary="A user",
+    responses=error_responses(404),
+)
 async def get_user(request: Request, user_id: PathId) -> UserOut:
     state = service(request)
     features = await run_in_threadpool(repo.get_user, state.engine, user_id)

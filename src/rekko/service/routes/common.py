@@ -20,16 +20,11 @@ from starlette.concurrency import run_in_threadpool
 from rekko.constraints import Constraint, parse_constraints
 from rekko.errors import DataError, ModelError
 from rekko.service.errors import ApiError, invalid
-from rekko.service.schemas import ErrorBody, Parameters
+from rekko.service.schemas import Parameters
 from rekko.service.serving import PreferenceError, Ranked, ServedModel
 from rekko.service.state import ServiceState
 
 P = TypeVar("P", bound=Parameters)
-
-#: Documented on every endpoint that validates its input.
-INVALID: dict[int | str, dict[str, Any]] = {
-    422: {"model": ErrorBody, "description": "Invalid request: each field and what is wrong"}
-}
 
 
 def parameters(request: Request, model: type[P]) -> P:

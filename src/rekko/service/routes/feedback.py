@@ -9,15 +9,24 @@ from starlette.concurrency import run_in_threadpool
 
 from rekko.data.dataset import MAX_VALUE
 from rekko.service.auth import require
-from rekko.service.errors import invalid
+from rekko.service.errors import error_responses, invalid
 from rekko.service.routes.common import service
 from rekko.service.schemas import EventBatch, EventsAccepted
 from rekko.store import repository as repo
 
-router = APIRouter(tags=["feedback"], dependencies=[Depends(require("events"))])
+router = APIRouter(
+    tags=["feedback"],
+    dependencies=[Depends(require("events"))],
+    responses=error_responses(401, 403),
+)
 
 
-@router.post("/events", response_model=EventsAccepted, summary="Store a batch of events")
+@router.post(
+    "/events",
+    response_model=EventsAccepted,
+    summary="Store a batch of events",
+    responses=error_responses(422),
+)
 async def post_events(request: Request, batch: EventBatch) -> EventsAccepted:
     """Store events in one transaction and answer only once they are committed.
 

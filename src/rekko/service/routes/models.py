@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from rekko.errors import ModelError
 from rekko.models.registry import available_models
 from rekko.service.auth import require
-from rekko.service.errors import ApiError, invalid
+from rekko.service.errors import ApiError, error_responses, invalid
 from rekko.service.routes.common import service
 from rekko.service.schemas import (
     JobOut,
@@ -30,7 +30,9 @@ from rekko.service.training import TrainingBusyError
 from rekko.store import repository as repo
 from rekko.store.registry import Pointer, VersionInfo
 
-router = APIRouter(tags=["models"], dependencies=[Depends(require("admin"))])
+router = APIRouter(
+    tags=["models"], dependencies=[Depends(require("admin"))], responses=error_responses(401, 403)
+)
 
 
 def _version_out(info: VersionInfo, pointer: Pointer) -> VersionOut:
@@ -59,7 +61,13 @@ def _pointer_out(pointer: Pointer) -> PointerOut:
     )
 
 
-@router.post("/training/jobs", status_code=202, response_model=JobStarted, summary="Train")
+@router.post(
+    "/training/jobs",
+    status_code=202,
+    response_model=JobStarted,
+    summary="Train",
+    responses=error_responses(409, 422),
+)
 async def start_training(request: Request, body: TrainRequest | None = None) -> JobStarted:
     """Start a training job on the stored data (in the background). The new version is
     activated when it passes the quality gate (see ``GET /training/jobs/{job_id}``). While a
@@ -85,7 +93,11 @@ async def start_training(request: Request, body: TrainRequest | None = None) -> 
 
 
 @router.post(
-    "/models/push", status_code=202, response_model=JobStarted, summary="Register a model folder"
+    "/models/push",
+    status_code=202,
+    response_model=JobStarted,
+    summary="Register a model folder",
+    responses=error_responses(409, 422),
 )
 async def push_model(request: Request, body: PushRequest) -> JobStarted:
     """Register a model folder trained elsewhere (``rekko train`` / ``tune``, on the server's
@@ -114,7 +126,12 @@ async def push_model(request: Request, body: PushRequest) -> JobStarted:
     return JobStarted(job_id=job_id, status_url=f"/training/jobs/{job_id}")
 
 
-@router.get("/training/jobs", response_model=list[JobOut], summary="Recent training jobs")
+@router.get(
+    "/training/jobs",
+    response_model=list[JobOut],
+    summary="Recent training jobs",
+    responses=error_responses(422),
+)
 async def list_jobs(
     request: Request, limit: Annotated[int, Query(ge=1, le=500)] = 50
 ) -> list[JobOut]:
@@ -123,7 +140,12 @@ async def list_jobs(
     return [JobOut(**row) for row in rows]
 
 
-@router.get("/training/jobs/{job_id}", response_model=JobOut, summary="A training job")
+@router.get(
+    "/training/jobs/{job_id}",
+    response_model=JobOut,
+    summary="A training job",
+    responses=error_responses(404, 422),
+)
 async def get_job(request: Request, job_id: PathId) -> JobOut:
     state = service(request)
     row = await run_in_threadpool(repo.get_job, state.engine, job_id)
@@ -147,7 +169,12 @@ async def active_version(request: Request) -> PointerOut:
     return _pointer_out(service(request).registry.pointer())
 
 
-@router.get("/models/{version}", response_model=VersionOut, summary="A model version")
+@router.get(
+    "/models/{version}",
+    response_model=VersionOut,
+    summary="A model version",
+    responses=error_responses(404, 422),
+)
 async def get_version(request: Request, version: str) -> VersionOut:
     state = service(request)
     if not state.registry.exists(version):
@@ -168,7 +195,12 @@ async def _changed(state: ServiceState, pointer: Pointer) -> PointerOut:
     return _pointer_out(pointer)
 
 
-@router.post("/models/{version}/activate", response_model=PointerOut, summary="Activate a version")
+@router.post(
+    "/models/{version}/activate",
+    response_model=PointerOut,
+    summary="Activate a version",
+    responses=error_responses(404, 422),
+)
 async def activate(request: Request, version: str) -> PointerOut:
     """Serve ``version`` from now on (loaded first, then swapped in: no request fails). A
     version that cannot be loaded or does not answer a probe request answers 422 and the
@@ -181,7 +213,12 @@ async def activate(request: Request, version: str) -> PointerOut:
     return await _changed(state, pointer)
 
 
-@router.post("/models/rollback", response_model=PointerOut, summary="Roll back")
+@router.post(
+    "/models/rollback",
+    response_model=PointerOut,
+    summary="Roll back",
+    responses=error_responses(409, 422),
+)
 async def rollback(request: Request) -> PointerOut:
     """Re-activate the version that was active before the current one."""
     state = service(request)
@@ -195,7 +232,12 @@ async def rollback(request: Request) -> PointerOut:
     return await _changed(state, pointer)
 
 
-@router.put("/models/split", response_model=PointerOut, summary="Start an A/B split")
+@router.put(
+    "/models/split",
+    response_model=PointerOut,
+    summary="Start an A/B split",
+    responses=error_responses(404, 409, 422),
+)
 async def set_split(request: Request, body: SplitRequest) -> PointerOut:
     """Serve ``share`` of users (chosen by a hash of their id, so each user always sees the
     same arm) from ``version``; everyone else gets the active version. Compare the arms in
@@ -218,7 +260,12 @@ async def clear_split(request: Request) -> PointerOut:
     return await _changed(state, pointer)
 
 
-@router.get("/online-metrics", response_model=OnlineMetrics, summary="Online evaluation")
+@router.get(
+    "/online-metrics",
+    response_model=OnlineMetrics,
+    summary="Online evaluation",
+    responses=error_responses(422),
+)
 async def online_metrics(
     request: Request,
     lookback_s: Annotated[

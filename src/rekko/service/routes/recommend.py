@@ -6,8 +6,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from rekko.service.auth import require
+from rekko.service.errors import error_responses
 from rekko.service.routes.common import (
-    INVALID,
     blame_filters,
     check_k,
     constraints,
@@ -27,7 +27,13 @@ from rekko.service.schemas import (
     UserRecommendationRequest,
 )
 
-router = APIRouter(tags=["recommendations"], dependencies=[Depends(require("read"))])
+router = APIRouter(
+    tags=["recommendations"],
+    dependencies=[Depends(require("read"))],
+    responses=error_responses(401, 403),
+)
+#: Unknown item or version, bad options, no model yet.
+ERRORS = error_responses(404, 422, 503)
 
 
 async def _for_user(
@@ -58,7 +64,7 @@ async def _for_user(
     "/users/{user_id}/recommendations",
     response_model=Recommendations,
     summary="Recommendations for a user",
-    responses=INVALID,
+    responses=ERRORS,
     openapi_extra=documented(UserListQuery),
 )
 async def recommend_for_user(request: Request) -> Response:
@@ -85,7 +91,7 @@ async def recommend_for_user(request: Request) -> Response:
     "/recommendations",
     response_model=Recommendations,
     summary="Recommendations (body)",
-    responses=INVALID,
+    responses=ERRORS,
 )
 async def recommend(request: Request, body: UserRecommendationRequest) -> Response:
     """The same as ``GET /users/{user_id}/recommendations`` with options in a JSON body."""
@@ -105,7 +111,7 @@ async def recommend(request: Request, body: UserRecommendationRequest) -> Respon
     "/recommendations/anonymous",
     response_model=Recommendations,
     summary="Recommendations for a visitor without history",
-    responses=INVALID,
+    responses=ERRORS,
 )
 async def recommend_anonymous(request: Request, body: AnonymousRecommendationRequest) -> Response:
     """From free text (``query``), stated preferences (``preferences``) and/or a basket of
@@ -140,7 +146,7 @@ async def recommend_anonymous(request: Request, body: AnonymousRecommendationReq
     "/items/{item_id}/similar",
     response_model=SimilarItems,
     summary="Similar items",
-    responses=INVALID,
+    responses=ERRORS,
     openapi_extra=documented(SimilarQuery),
 )
 async def similar_items(request: Request) -> Response:

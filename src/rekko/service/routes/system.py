@@ -22,7 +22,7 @@ async def health(request: Request) -> Health:
 @router.get(
     "/ready",
     response_model=Health,
-    responses={503: {"description": "No model loaded yet"}},
+    responses={503: {"model": Health, "description": "No model loaded yet"}},
     summary="Readiness",
 )
 async def ready(request: Request) -> Response:
@@ -33,7 +33,12 @@ async def ready(request: Request) -> Response:
     return JSONResponse({"status": "ready", "model_version": active.version})
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 async def metrics(request: Request) -> Response:
     state = service(request)
     return Response(state.metrics.render(), media_type=state.metrics.content_type)
