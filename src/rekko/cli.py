@@ -101,7 +101,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 datasets_app = typer.Typer(
-    cls=_ReadableHelpGroup, help="Built-in data sets: list them, download MovieLens."
+    cls=_ReadableHelpGroup,
+    help="Built-in data sets: list them, download MovieLens, export the demo shop as CSV files.",
 )
 app.add_typer(datasets_app, name="datasets")
 
@@ -1055,6 +1056,31 @@ def datasets_download(
     with console.status(f"Fetching {variant}..."):
         folder = download_movielens(variant, cache_dir=cache_dir, offline=offline)
     console.print(str(folder))
+
+
+@datasets_app.command(
+    "export",
+    epilog=_examples(
+        "rekko datasets export demo -o shop",
+        "rekko train -i shop/ratings.csv -m biased-mf -o models/mf",
+    ),
+)
+def datasets_export(
+    name: Annotated[str, typer.Argument(help="The data set to export: demo.")] = "demo",
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write.")] = Path(),
+) -> None:
+    """Write the demo shop as CSV files: events.csv, items.csv, users.csv, ratings.csv.
+
+    ratings.csv rates each (user, item) pair by its strongest event: view 3, cart 4, purchase 5.
+    """
+    from rekko.data.demo import write_demo_files
+
+    if name != "demo":
+        raise DataError(
+            f"only the demo shop can be exported, not {name!r}: rekko datasets export demo"
+        )
+    for path in write_demo_files(output):
+        console.print(str(path))
 
 
 @datasets_app.command("info")

@@ -8,6 +8,8 @@ clearly beat popularity, and small enough that the main job and fast tests run i
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -124,3 +126,45 @@ def load_demo(n_users: int = 600, n_items: int = 400, seed: int = 7) -> Dataset:
         event_weights=DEMO_EVENT_WEIGHTS,
         name="demo",
     )
+
+
+#: The rating that ``ratings.csv`` gives a pair: its strongest event (viewed only, put in the
+#: cart, bought), on a 1-5 scale.
+DEMO_EVENT_RATINGS = {"view": 3, "addtocart": 4, "transaction": 5}
+
+DEMO_FILES = ("events.csv", "items.csv", "users.csv", "ratings.csv")
+
+
+def demo_ratings(events: pd.DataFrame) -> pd.DataFrame:
+    """One explicit rating per (user, item) pair of ``events``: its strongest event's rating.
+
+    Columns ``user_id, item_id, rating, timestamp`` (the time of that pair's last event), sorted
+    by user and item.
+    """
+    rated = events.assign(rating=events["event"].map(DEMO_EVENT_RATINGS))
+    if rated["rating"].isna().any():
+        unknown = sorted(set(events["event"]) - set(DEMO_EVENT_RATINGS))
+        raise ValueError(f"events of unknown types {unknown}: expected {list(DEMO_EVENT_RATINGS)}")
+    pairs = rated.groupby(["user_id", "item_id"], sort=True, as_index=False).agg(
+        rating=("rating", "max"), timestamp=("timestamp", "max")
+    )
+    return pairs.astype({"rating": "int64", "timestamp": "int64"})
+
+
+def write_demo_files(
+    folder: str | Path, n_users: int = 600, n_items: int = 400, seed: int = 7
+) -> list[Path]:
+    """Write the demo shop as CSV files into ``folder`` (created when missing).
+
+    ``events.csv`` (user_id, item_id, event, timestamp), ``items.csv`` (item_id and its
+    features), ``users.csv`` (user_id, age, country) and ``ratings.csv`` (see
+    :func:`demo_ratings`). Returns the paths written, in that order.
+    """
+    target = Path(folder)
+    target.mkdir(parents=True, exist_ok=True)
+    events, items, users = demo_frames(n_users, n_items, seed)
+    frames = (events, items, users, demo_ratings(events))
+    paths = [target / name for name in DEMO_FILES]
+    for frame, path in zip(frames, paths, strict=True):
+        frame.to_csv(path, index=False)
+    return paths
