@@ -48,6 +48,7 @@ MODELS: list[tuple[str, str, dict[str, Any]]] = [
     ("bpr", "bpr", {}),
     ("rp3beta", "rp3beta", {}),
     ("sparse-ease", "sparse-ease", {}),
+    ("sequential", "sequential", {}),
 ]
 #: The peers' rows quoted next to rekko's: (split, label in PEERS.md).
 PEER_ROWS = [
