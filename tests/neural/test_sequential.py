@@ -13,12 +13,12 @@ from rekko.data.dataset import Dataset
 from rekko.data.splits import LeaveLastOut
 from rekko.errors import ModelError
 from rekko.evaluation import evaluate
-from rekko.models import create_model, load_model
+from rekko.models import Query, create_model, load_model
 
 FAST = {"max_epochs": 30, "validation_fraction": 0.0, "learning_rate": 0.01, "dropout": 0.0}
 #: (low, high) NDCG@10 of ``sequential`` with ``max_epochs=6`` on ML-100K, each user's last
-#: rating as test (LeaveLastOut). Measured MEASURED; popularity on the same split: about 0.025.
-SEQUENTIAL_NDCG = (0.02, 0.2)
+#: rating as test (LeaveLastOut). Measured 0.050 (recall@10 0.097); popularity: about 0.025.
+SEQUENTIAL_NDCG = (0.035, 0.07)
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def test_fold_in_reads_the_latest_events_in_order(chains: Dataset, tmp_path: Pat
     # the same items in another order point elsewhere
     model.add_interactions(["other"] * 3, ["b4", "b3", "b2"])
     assert not np.allclose(model.score("other", ["b5", "a0"]), scores)
-    query = model.recommend_query({"basket": ["a3", "a4"]}, k=1, strict=True)
+    query = model.recommend_query(Query(basket=["a3", "a4"]), k=1, strict=True)
     assert query["item_id"].tolist() == ["a5"]
 
 
@@ -74,6 +74,6 @@ def test_bad_settings_are_clear_errors() -> None:
 def test_sequential_ndcg_on_movielens_last_ratings(ml100k: Dataset) -> None:
     model = create_model("sequential", max_epochs=6, deterministic=True)
     table = evaluate({"sequential": model}, ml100k, LeaveLastOut())
-    ndcg = float(table.loc[0, "ndcg@10"])
+    ndcg = float(table["ndcg@10"].to_numpy()[0])
     low, high = SEQUENTIAL_NDCG
     assert low <= ndcg <= high, ndcg
