@@ -77,3 +77,13 @@ def test_sequential_ndcg_on_movielens_last_ratings(ml100k: Dataset) -> None:
     ndcg = float(table["ndcg@10"].to_numpy()[0])
     low, high = SEQUENTIAL_NDCG
     assert low <= ndcg <= high, ndcg
+
+
+def test_fold_in_keeps_the_latest_events_of_a_long_history(chains: Dataset) -> None:
+    model = create_model("sequential", max_length=4, max_epochs=1, validation_fraction=0.0)
+    model.fit(chains)
+    user = "u1"  # b-cycle from b1: ... b0, b1, b2 are its last three events
+    before = model.sequences_[chains.users.index_of(user)].copy()
+    model.add_interactions([user], ["a3"])
+    after = model.sequences_[chains.users.index_of(user)]
+    assert after.tolist() == [*before[1:].tolist(), chains.items.index_of("a3") + 1]

@@ -392,9 +392,12 @@ class Sequential(KerasRecommender):
         for user, appended in new.items():
             row = [int(i) for i in sequences[user] if i > 0]
             codes = [int(c) for c, i in zip(events[user], sequences[user], strict=True) if i > 0]
-            # Items seen but not read yet (folded in by a caller that did not say the order).
-            known = set(row) | set(appended)
-            extra = [int(i) + 1 for i in seen[user].indices if int(i) + 1 not in known]
+            # Seen items missing from a row that holds the whole history are new events from
+            # a caller that did not say their order (an ensemble): they come first.
+            extra = []
+            if len(row) < self.params.max_length:
+                known = set(row) | set(appended)
+                extra = [int(i) + 1 for i in seen[user].indices if int(i) + 1 not in known]
             for item in [*extra, *appended]:
                 if item in row:  # an item again: it moves to the latest position
                     at = row.index(item)
