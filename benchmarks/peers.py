@@ -9,9 +9,10 @@ data and model) is measured as the peers' was.
 The bench folder (``score.py``, ``ml100k/<split>/``, ``ml100k/PEERS.md``) is ``$REKKO_BENCH``,
 else ``../shared/bench`` beside the repository. Writes ``results/peers-ml100k.md``.
 
-Rerun: ``.venv/bin/python benchmarks/peers.py`` (about a minute; ``--models ease,rp3beta``
-runs a few; ``--inner`` first runs the grids of :data:`INNER_GRIDS` on an inner split of the
-random split's training part and adds the best point of each as a row, about 4 minutes more).
+Rerun: ``.venv/bin/python benchmarks/peers.py`` (a few minutes, most of it ``sequential``;
+``--models ease,rp3beta`` runs a few; ``--inner`` first runs the grids of :data:`INNER_GRIDS`
+on an inner split of the random split's training part and adds the best point of each as a
+row, about 4 minutes more).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ MODELS: list[tuple[str, str, dict[str, Any]]] = [
     ("bpr", "bpr", {}),
     ("rp3beta", "rp3beta", {}),
     ("sparse-ease", "sparse-ease", {}),
+    ("sequential", "sequential", {}),
 ]
 #: The peers' rows quoted next to rekko's: (split, label in PEERS.md).
 PEER_ROWS = [
