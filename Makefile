@@ -47,7 +47,7 @@ java:
 
 run: setup-run
 	$(BIN)/rekko demo
-	$(BIN)/rekko serve
+	$(BIN)/rekko serve --model-path models/demo
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
