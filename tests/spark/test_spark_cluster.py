@@ -12,9 +12,9 @@ they reach any Spark program, through ``spark-defaults.conf`` in ``$SPARK_CONF_D
 also where the PostgreSQL JDBC driver comes from (a jar found in ``$REKKO_POSTGRESQL_JAR``, the
 local Maven repository or Ivy's cache: nothing is downloaded).
 
-Training and batch recommendations run through ``rekko`` itself (fresh interpreters, as a user
-runs them) on the cluster from CSV, Parquet and a PostgreSQL table, and must give what the same
-commands give on ``local[2]``.
+``rekko train --engine spark`` and ``rekko recommend --engine spark`` run on the cluster from
+CSV, Parquet and a PostgreSQL table (through rekko's command-line app, in one driver program so
+that the executors start once) and must give what the same commands give on ``local[2]``.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 #: The spark-als settings of every run here: small, so that the module stays quick.
 PARAMS = ("-p", "factors=16", "-p", "iterations=5", "-p", "seed=7")
 TOP_K = 10
-#: Seconds for the cluster to come up, and for one command.
+#: Seconds for the cluster to come up, and for the driver program's commands.
 START_TIMEOUT = 120
 COMMAND_TIMEOUT = 420
 #: Packages the executors need and must find in their own interpreter.
@@ -169,6 +169,7 @@ def _accepts(port: int) -> bool:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """A master and two one-core workers on loopback, stopped when the module ends."""
+    jar = _postgresql_jar()
     root = tmp_path_factory.mktemp("spark-cluster")
     python = _environment_without_rekko(root / "executor-env")
     logs = root / "logs"
@@ -233,7 +234,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         conf = root / "driver-conf"
         conf.mkdir()
         settings = {
-            "spark.jars": str(_postgresql_jar()),
+            "spark.jars": str(jar),
             "spark.executor.memory": "512m",
             "spark.cores.max": "2",
             "spark.sql.shuffle.partitions": "2",
@@ -362,21 +363,23 @@ with open(plan["report"], "w") as report:
 
 
 @dataclass(frozen=True)
-class ClusterRun:
-    """What one driver program on the cluster found and wrote."""
+class Runs:
+    """What the driver program on the cluster found and wrote, and the local reference."""
 
     probes: dict[str, list[tuple[str, str, bool]]]  # "before" / "after" shipping rekko
     folders: dict[str, Path]  # per source: its model and recs.parquet
+    local: Path  # the model and recs.parquet of the same commands on local[2], from CSV
 
 
 @pytest.fixture(scope="module")
-def cluster_run(
+def runs(
     cluster: Cluster, sources: dict[str, list[str]], tmp_path_factory: pytest.TempPathFactory
-) -> ClusterRun:
-    """Train and recommend from every source in one driver program on the cluster.
+) -> Runs:
+    """Train and recommend from every source on the cluster, and from the CSV on ``local[2]``.
 
-    The commands go through ``rekko``'s own command-line app, as the console command does;
-    one program runs them all so that the executors (a JVM each) start once.
+    On the cluster, one driver program runs every command through ``rekko``'s own command-line
+    app, as the console command does, so that the executors (a JVM each) start once. While it
+    runs, the same commands run here on ``local[2]``.
     """
     root = tmp_path_factory.mktemp("cluster-run")
     folders = {name: root / name for name in sources}
@@ -385,29 +388,29 @@ def cluster_run(
     ]
     plan = {"commands": commands, "report": str(root / "probes.json")}
     log = root / "driver.log"
+    local = tmp_path_factory.mktemp("local")
     with log.open("w") as output:
+        driver = subprocess.Popen(
+            [sys.executable, "-c", DRIVER, cluster.master, json.dumps(plan)],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=cluster.driver_env,
+        )
+        deadline = time.monotonic() + COMMAND_TIMEOUT
         try:
-            done = subprocess.run(
-                [sys.executable, "-c", DRIVER, cluster.master, json.dumps(plan)],
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                env=cluster.driver_env,
-                timeout=COMMAND_TIMEOUT,
-            )
+            for command in _commands(sources["csv"], local, "--master", "local[2]"):
+                invoke(*command)
+            code = driver.wait(timeout=max(1.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             raise AssertionError(f"the driver ran over {COMMAND_TIMEOUT} s\n{_tail(log)}") from None
-    assert done.returncode == 0, _tail(log)
+        finally:
+            if driver.poll() is None:
+                driver.kill()
+                driver.wait(timeout=30)
+    assert code == 0, _tail(log)
     probes = json.loads((root / "probes.json").read_text())
-    return ClusterRun(probes, folders)
-
-
-@pytest.fixture(scope="module")
-def local_result(sources: dict[str, list[str]], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The folder of the same commands on ``local[2]`` (in this process), from the CSV file."""
-    folder = tmp_path_factory.mktemp("local")
-    for command in _commands(sources["csv"], folder, "--master", "local[2]"):
-        invoke(*command)
-    return folder
+    return Runs(probes, folders, local)
 
 
 # -- the tests -------------------------------------------------------------------------------
@@ -424,9 +427,9 @@ def test_the_executors_python_has_the_dependencies_but_not_rekko(cluster: Cluste
 
 @pytest.mark.parametrize(("when", "finds_rekko"), [("before", False), ("after", True)])
 def test_executors_on_both_workers_run_that_python_and_find_rekko_once_shipped(
-    cluster: Cluster, cluster_run: ClusterRun, when: str, finds_rekko: bool
+    cluster: Cluster, runs: Runs, when: str, finds_rekko: bool
 ) -> None:
-    tasks = cluster_run.probes[when]
+    tasks = runs.probes[when]
     assert {Path(python) for python, _, _ in tasks} == {cluster.python}, tasks
     assert {found for _, _, found in tasks} == {finds_rekko}, tasks
     ran_in = {
@@ -442,12 +445,11 @@ def test_executors_on_both_workers_run_that_python_and_find_rekko_once_shipped(
 def test_train_and_recommend_on_the_cluster_as_on_local(
     source: str,
     cluster: Cluster,
-    cluster_run: ClusterRun,
-    local_result: Path,
+    runs: Runs,
     same_rankings: Callable[..., None],
 ) -> None:
-    folder = cluster_run.folders[source]
-    ours, theirs = load_model(folder / "model"), load_model(local_result / "model")
+    folder = runs.folders[source]
+    ours, theirs = load_model(folder / "model"), load_model(runs.local / "model")
     assert ours.metadata_["spark_master"] == cluster.master
     assert theirs.metadata_["spark_master"] == "local[2]"
     assert ours.users_ is not None and theirs.users_ is not None
@@ -458,6 +460,6 @@ def test_train_and_recommend_on_the_cluster_as_on_local(
     assert (ours.seen_ != theirs.seen_).nnz == 0
 
     cluster_recs = pd.read_parquet(folder / "recs.parquet")
-    local_recs = pd.read_parquet(local_result / "recs.parquet")
+    local_recs = pd.read_parquet(runs.local / "recs.parquet")
     assert len(cluster_recs) == len(local_recs) == len(ours.users_) * TOP_K
     same_rankings(cluster_recs, local_recs)
