@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
 
 import pytest
 
 from rekko.errors import DataError
+from rekko.spark.package import package_zip
 from rekko.spark.session import _local_threads, default_config
 from rekko.spark.sources import jdbc_from_sqlalchemy, redact_jdbc
 
@@ -35,3 +40,20 @@ def test_local_masters_get_small_shuffles_and_no_ui() -> None:
     assert _local_threads("spark://host:7077") is None
     assert default_config("local[2]")["spark.sql.shuffle.partitions"] == "2"
     assert "spark.sql.shuffle.partitions" not in default_config("yarn")
+
+
+def test_the_package_zip_is_reproducible_and_imports_from_itself(tmp_path: Path) -> None:
+    first = package_zip(tmp_path / "a" / "rekko.zip")
+    second = package_zip(tmp_path / "b" / "rekko.zip")
+    assert first.read_bytes() == second.read_bytes()
+    with zipfile.ZipFile(first) as archive:
+        names = archive.namelist()
+    assert "rekko/__init__.py" in names and "rekko/spark/package.py" in names
+    assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
+    code = "import sys; sys.path.insert(0, sys.argv[1]); import rekko.spark.package, rekko; "
+    code += "print(rekko.__file__)"
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", code, str(first)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(first / "rekko" / "__init__.py")

@@ -72,10 +72,14 @@ def spark_session(
     *,
     app_name: str = "rekko",
     config: Mapping[str, str] | None = None,
+    ship_rekko: bool = True,
 ) -> Any:
     """A ``SparkSession`` on ``master`` (``None``: whatever ``spark-submit`` configured).
 
-    ``config`` adds or overrides Spark settings (``{"spark.executor.memory": "8g"}``).
+    ``config`` adds or overrides Spark settings (``{"spark.executor.memory": "8g"}``). On a
+    cluster master (not ``local``), ``ship_rekko`` adds a zip of the running rekko to the
+    executors' Python path (:func:`rekko.spark.package.ship_package`), so that executors with
+    rekko's dependencies but without rekko can run its Python code.
     """
     require_pyspark("Spark training")
     from pyspark.sql import SparkSession
@@ -101,6 +105,10 @@ def spark_session(
             # ALS cuts its lineage with checkpoints (long lineages overflow the JVM stack).
             folder = tempfile.mkdtemp(prefix="rekko-spark-checkpoints-")
             session.sparkContext.setCheckpointDir(folder)
+    elif ship_rekko:
+        from rekko.spark.package import ship_package
+
+        ship_package(session)
     return session
 
 
