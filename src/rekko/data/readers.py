@@ -712,11 +712,17 @@ def read_interactions(
         sep=sep,
         encoding=encoding,
     )
+    logger.debug("read %d interactions from %s", len(frame), label)
+    return canonical_interactions(frame)
+
+
+def canonical_interactions(frame: pd.DataFrame) -> pd.DataFrame:
+    """Interactions whose columns already carry the canonical names, with ids normalised as
+    every reader does them and event types as text; other columns are dropped."""
     for column in (USER, ITEM):
         frame[column] = normalize_ids(frame[column])
     if EVENT in frame.columns:
         frame[EVENT] = as_text(frame[EVENT])
-    logger.debug("read %d interactions from %s", len(frame), label)
     return frame[[c for c in (USER, ITEM, *_OPTIONAL) if c in frame.columns]]
 
 

@@ -25,7 +25,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -38,8 +38,8 @@ from sqlalchemy import Connection, Engine, select
 
 from rekko import progress
 from rekko.config import DataSpec
-from rekko.data.dataset import EVENT, ITEM, MAX_VALUE, USER, CheckedRows, EventWeights
-from rekko.data.readers import RawData, is_database_url, redact_url
+from rekko.data.dataset import ITEM, MAX_VALUE, USER, CheckedRows, EventWeights
+from rekko.data.readers import RawData, canonical_interactions, is_database_url, redact_url
 from rekko.data.validation import Location
 from rekko.errors import DataError
 from rekko.store.db import write_transaction
@@ -363,12 +363,15 @@ def _copy_frame(
             progress.step("importing events", min(start + IMPORT_CHUNK, total), total)
 
 
-def _feature_records(frame: pd.DataFrame | None, id_column: str) -> list[tuple[str, Any]]:
-    """(id, features) of a feature table: JSON-ready values, missing ones left out, lists
-    (``a|b``) kept as lists."""
+def _feature_records(
+    frame: pd.DataFrame | None, id_column: str, kinds: Mapping[str, str] | None
+) -> list[tuple[str, dict[str, Any]]]:
+    """(id, features) of a feature table: JSON-ready values, missing ones left out, columns of
+    kind ``multi`` as lists (``a|b|c``), as the service stores them."""
     if frame is None:
         return []
-    records: list[tuple[str, Any]] = []
+    multi = {name for name, kind in (kinds or {}).items() if kind == "multi"}
+    records: list[tuple[str, dict[str, Any]]] = []
     columns = [c for c in frame.columns if c != id_column]
     for row in frame.itertuples(index=False, name=None):
         values = dict(zip(frame.columns, row, strict=True))
@@ -377,18 +380,21 @@ def _feature_records(frame: pd.DataFrame | None, id_column: str) -> list[tuple[s
             value = values[name]
             if value is None or (isinstance(value, float) and np.isnan(value)):
                 continue
+            if name in multi and isinstance(value, str):
+                value = [part for part in value.split("|") if part]
             features[str(name)] = value.item() if isinstance(value, np.generic) else value
         records.append((str(values[id_column]), features))
     return records
 
 
-def _multi(records: list[tuple[str, Any]], kinds: Mapping[str, str] | None) -> None:
-    """Columns of kind ``multi`` as lists (``a|b|c``), as the service stores them."""
-    for _, features in records:
-        for name, kind in (kinds or {}).items():
-            value = features.get(name)
-            if kind == "multi" and isinstance(value, str):
-                features[name] = [part for part in value.split("|") if part]
+def _write_features(
+    connection: Connection,
+    items: Sequence[tuple[str, dict[str, Any]]],
+    users: Sequence[tuple[str, dict[str, Any]]],
+) -> tuple[int, int]:
+    """Upsert feature records in the caller's transaction; returns (items, users) written."""
+    written_items = sum(upsert_items_in(connection, [(i, f, None) for i, f in items]))
+    return written_items, sum(upsert_users_in(connection, users))
 
 
 @dataclass(frozen=True)
@@ -402,13 +408,10 @@ class ImportState:
     watermark: Any
 
 
-def import_state(engine: Engine | Connection, key: str) -> ImportState | None:
+def import_state(engine: Engine, key: str) -> ImportState | None:
     statement = select(imports_table).where(imports_table.c.source_key == key)
-    if isinstance(engine, Connection):
-        row = engine.execute(statement).first()
-    else:
-        with engine.connect() as connection:
-            row = connection.execute(statement).first()
+    with engine.connect() as connection:
+        row = connection.execute(statement).first()
     if row is None:
         return None
     return ImportState(
@@ -485,13 +488,10 @@ def import_data(
     rows = check(raw, spec, weights)
     progress.step("checking rows", 1, 1)
     frame = event_frame(rows, key, now=time.time())
-    items = _feature_records(raw.items, ITEM)
-    _multi(items, spec.item_feature_kinds())
-    users = _feature_records(raw.users, USER)
-    _multi(users, spec.user_feature_kinds())
+    items = _feature_records(raw.items, ITEM, spec.item_feature_kinds())
+    users = _feature_records(raw.users, USER, spec.user_feature_kinds())
     with write_transaction(engine) as connection:
-        written_items = sum(upsert_items_in(connection, [(i, f, None) for i, f in items]))
-        written_users = sum(upsert_users_in(connection, users))
+        written_items, written_users = _write_features(connection, items, users)
         stored = insert_events(connection, frame)
         _save_state(connection, key, source, fingerprint=hashed, rows=len(frame), stored=stored)
     seconds = time.perf_counter() - started
@@ -507,7 +507,7 @@ def import_features(engine: Engine, spec: DataSpec) -> tuple[int, int]:
     rows :class:`Follower` takes in); returns (items, users) written."""
     from rekko.data.readers import read_features
 
-    tables: dict[str, list[tuple[str, Any]]] = {ITEM: [], USER: []}
+    tables: dict[str, list[tuple[str, dict[str, Any]]]] = {ITEM: [], USER: []}
     sources: tuple[tuple[Literal["item", "user"], str | None, str | None, Any], ...] = (
         ("item", spec.items, spec.item_id_col, spec.item_feature_kinds()),
         ("user", spec.users, spec.user_id_col, spec.user_feature_kinds()),
@@ -517,14 +517,11 @@ def import_features(engine: Engine, spec: DataSpec) -> tuple[int, int]:
             continue
         canonical = ITEM if target == "item" else USER
         frame = read_features(path, id_column=id_column or canonical, target=target, kinds=kinds)
-        tables[canonical] = _feature_records(frame, canonical)
-        _multi(tables[canonical], kinds)
+        tables[canonical] = _feature_records(frame, canonical, kinds)
     if not tables[ITEM] and not tables[USER]:
         return 0, 0
     with write_transaction(engine) as connection:
-        items = sum(upsert_items_in(connection, [(i, f, None) for i, f in tables[ITEM]]))
-        users = sum(upsert_users_in(connection, tables[USER]))
-    return items, users
+        return _write_features(connection, tables[ITEM], tables[USER])
 
 
 # -- following a table -----------------------------------------------------------------------
@@ -609,13 +606,7 @@ class Follower:
             last_value = last_value.isoformat()
         mapping = self.spec.columns()
         picked = mapping.resolve([str(c) for c in table.columns], source=self.source)
-        frame = table[list(picked)].rename(columns=picked)
-        from rekko.data.readers import as_text, normalize_ids
-
-        for column in (USER, ITEM):
-            frame[column] = normalize_ids(frame[column])
-        if EVENT in frame.columns:
-            frame[EVENT] = as_text(frame[EVENT])
+        frame = canonical_interactions(table[list(picked)].rename(columns=picked))
         raw = RawData(frame, Location(self.source, first_row=1), None, None, None, None, "rows")
         rows = check(raw, self.spec, weights)
         # The followed column's value is part of each event's identity: rows of the same
