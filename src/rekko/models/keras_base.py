@@ -29,6 +29,7 @@ from pydantic.fields import FieldInfo
 
 from rekko import progress
 from rekko.data.dataset import Dataset
+from rekko.errors import ModelError
 from rekko.models import _tf
 from rekko.models._tf import Arrays, FeatureEncoder, TowerSpec
 from rekko.models.base import Params, Recommender
@@ -310,3 +311,32 @@ def _train_step(
 
     compiled: Callable[[Batch], Any] = tf.function(step, reduce_retracing=True)
     return compiled
+
+
+class KerasEmbeddingRecommender(KerasRecommender):
+    """A Keras model whose fitted state ends in one vector per user and per item: scores are
+    dot products (so the approximate index applies), similar items the cosine of item vectors.
+    Subclasses set ``user_vectors_`` and ``item_vectors_`` after fitting."""
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self.user_vectors_: npt.NDArray[np.float32] | None = None
+        self.item_vectors_: npt.NDArray[np.float32] | None = None
+
+    def _vectors(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        if self.user_vectors_ is None or self.item_vectors_ is None:
+            raise ModelError(f"{self.name}: the model is not trained yet (call fit or load)")
+        return self.user_vectors_, self.item_vectors_
+
+    def _score(self, users: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        user_vectors, item_vectors = self._vectors()
+        return np.asarray(user_vectors[users] @ item_vectors.T, dtype=np.float32)
+
+    def _factors(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        return self._vectors()  # scores are dot products: the approximate index applies
+
+    def _similar(self, items: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        _, item_vectors = self._vectors()
+        norms = np.linalg.norm(item_vectors, axis=1, keepdims=True)
+        unit = item_vectors / np.maximum(norms, 1e-12)
+        return np.asarray(unit[items] @ unit.T, dtype=np.float32)

@@ -37,7 +37,13 @@ from rekko.models import _tf
 from rekko.models._tf import Arrays, TowerSpec
 from rekko.models.base import Abilities
 from rekko.models.contract import Embeddings, ExportContract, Network
-from rekko.models.keras_base import Batch, KerasParams, KerasRecommender, Training, keras_default
+from rekko.models.keras_base import (
+    Batch,
+    KerasEmbeddingRecommender,
+    KerasParams,
+    Training,
+    keras_default,
+)
 from rekko.models.query import Query, QueryScores
 from rekko.models.registry import register
 
@@ -84,7 +90,7 @@ class SequentialParams(KerasParams):
 
 
 @register
-class Sequential(KerasRecommender):
+class Sequential(KerasEmbeddingRecommender):
     """Causal self-attention over each user's latest events (see module doc)."""
 
     name = "sequential"
@@ -99,8 +105,6 @@ class Sequential(KerasRecommender):
                 f"{self.name}: embedding_dim ({self.params.embedding_dim}) must be a multiple "
                 f"of n_heads ({self.params.n_heads})"
             )
-        self.user_vectors_: npt.NDArray[np.float32] | None = None
-        self.item_vectors_: npt.NDArray[np.float32] | None = None
         self._pending: tuple[list[object], list[object]] | None = None
 
     # -- set-up ---------------------------------------------------------------------------
@@ -335,24 +339,6 @@ class Sequential(KerasRecommender):
         self.user_vectors_ = self._states(self.sequences_, self.sequence_events_)
 
     # -- scoring --------------------------------------------------------------------------
-    def _vectors(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-        if self.user_vectors_ is None or self.item_vectors_ is None:
-            raise ModelError(f"{self.name}: the model is not trained yet (call fit or load)")
-        return self.user_vectors_, self.item_vectors_
-
-    def _score(self, users: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
-        user_vectors, item_vectors = self._vectors()
-        return np.asarray(user_vectors[users] @ item_vectors.T, dtype=np.float32)
-
-    def _factors(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-        return self._vectors()
-
-    def _similar(self, items: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
-        _, item_vectors = self._vectors()
-        norms = np.linalg.norm(item_vectors, axis=1, keepdims=True)
-        unit = item_vectors / np.maximum(norms, 1e-12)
-        return np.asarray(unit[items] @ unit.T, dtype=np.float32)
-
     # -- new events -----------------------------------------------------------------------
     def add_interactions(
         self,

@@ -36,7 +36,13 @@ from rekko.models import _tf
 from rekko.models._tf import Arrays, TowerSpec
 from rekko.models.base import Abilities
 from rekko.models.contract import Embeddings, ExportContract, Network
-from rekko.models.keras_base import Batch, KerasParams, KerasRecommender, Training, keras_default
+from rekko.models.keras_base import (
+    Batch,
+    KerasEmbeddingRecommender,
+    KerasParams,
+    Training,
+    keras_default,
+)
 from rekko.models.query import Query, QueryScores
 from rekko.models.registry import register
 
@@ -104,7 +110,7 @@ class TwoTowerParams(KerasParams):
 
 
 @register
-class TwoTower(KerasRecommender):
+class TwoTower(KerasEmbeddingRecommender):
     """Two-tower retrieval: dot product of a user tower and an item tower (see module doc)."""
 
     name = "two-tower"
@@ -116,8 +122,6 @@ class TwoTower(KerasRecommender):
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        self.user_vectors_: npt.NDArray[np.float32] | None = None
-        self.item_vectors_: npt.NDArray[np.float32] | None = None
         self.fallback_vector_: npt.NDArray[np.float32] | None = None
         self._tf: Any = None
 
@@ -400,24 +404,6 @@ class TwoTower(KerasRecommender):
         return hits / max(len(users), 1)
 
     # -- scoring --------------------------------------------------------------------------
-    def _vectors(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-        if self.user_vectors_ is None or self.item_vectors_ is None:
-            raise ModelError(f"{self.name}: the model is not trained yet (call fit or load)")
-        return self.user_vectors_, self.item_vectors_
-
-    def _score(self, users: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
-        user_vectors, item_vectors = self._vectors()
-        return np.asarray(user_vectors[users] @ item_vectors.T, dtype=np.float32)
-
-    def _factors(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-        return self._vectors()  # scores are dot products: the approximate index applies
-
-    def _similar(self, items: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
-        _, item_vectors = self._vectors()
-        norms = np.linalg.norm(item_vectors, axis=1, keepdims=True)
-        unit = item_vectors / np.maximum(norms, 1e-12)
-        return np.asarray(unit[items] @ unit.T, dtype=np.float32)
-
     # -- new users ------------------------------------------------------------------------
     def _refresh_users(self, users: npt.NDArray[np.int64]) -> None:
         _, _, seen = self._fitted()
