@@ -115,11 +115,15 @@ class ServiceState:
         self.pool.refresh(self.engine, force=True)
 
     def close(self) -> None:
-        self.flush_impressions()
-        self.jobs.shutdown()
-        if self.follower is not None:
-            self.follower.close()
-        self.engine.dispose()
+        """Write what is buffered and close. Waits for a sync round still running: the loop's
+        task is cancelled on shutdown, but the thread running its round goes on, and would
+        otherwise write to the database (and its files) after it was closed."""
+        with self._sync_lock:
+            self.flush_impressions()
+            self.jobs.shutdown()
+            if self.follower is not None:
+                self.follower.close()
+            self.engine.dispose()
 
     # -- following the application's table ------------------------------------------------
     def _follower(self) -> Follower | None:
