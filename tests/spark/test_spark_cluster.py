@@ -53,6 +53,8 @@ TOP_K = 10
 #: Seconds for the cluster to come up, and for the driver program's commands.
 START_TIMEOUT = 120
 COMMAND_TIMEOUT = 420
+#: Seconds for both executors to register with the driver before its first job.
+EXECUTORS_TIMEOUT = 120
 #: Packages the executors need and must find in their own interpreter.
 EXECUTOR_PACKAGES = ("numpy", "pandas", "scipy", "pyarrow", "pydantic", "pyspark")
 
@@ -66,6 +68,16 @@ class Cluster:
     work_dirs: tuple[Path, ...]  # one per worker
     driver_env: dict[str, str]  # the environment of a driver program (rekko's CLI)
     worker_env: dict[str, str]  # the environment the master and workers run with
+    logs: Path  # the master's and workers' logs
+
+    def diagnosis(self) -> str:
+        """The tails of the master's, the workers' and every executor's logs."""
+        daemons = sorted(self.logs.glob("*.log"))
+        executors = sorted(d for work_dir in self.work_dirs for d in work_dir.glob("*/*/stderr"))
+        return "\n".join(
+            [_tail(log, 15) for log in daemons]
+            + [_tail(log, 15, "/".join(log.parts[-4:])) for log in executors]
+        )
 
 
 def _free_port() -> int:
@@ -153,9 +165,10 @@ def _wait_for(
         time.sleep(0.2)
 
 
-def _tail(log: Path, lines: int = 30) -> str:
+def _tail(log: Path, lines: int = 30, name: str = "") -> str:
     """The last lines of a log file, under its name."""
-    return f"--- {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    text = "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    return f"--- {name or log.name}\n{text}"
 
 
 def _accepts(port: int) -> bool:
@@ -241,6 +254,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             "spark.default.parallelism": "2",
             "spark.local.dir": str(root / "driver-scratch"),
             "spark.ui.enabled": "false",
+            # the first job waits until both executors have registered (not only the first)
+            "spark.scheduler.minRegisteredResourcesRatio": "1.0",
+            "spark.scheduler.maxRegisteredResourcesWaitingTime": f"{EXECUTORS_TIMEOUT}s",
         }
         (conf / "spark-defaults.conf").write_text(
             "".join(f"{key} {value}\n" for key, value in settings.items())
@@ -252,7 +268,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             "PYSPARK_PYTHON": str(python),
             "COLUMNS": "200",
         }
-        yield Cluster(master, python, work_dirs, driver_env, worker_env)
+        yield Cluster(master, python, work_dirs, driver_env, worker_env, logs)
     finally:
         for process in reversed(processes):  # workers first: they stop their executors
             process.terminate()
@@ -341,7 +357,11 @@ from rekko.cli import app
 from rekko.spark import spark_session
 
 def where(_):
+    time.sleep(0.25)  # long enough that each of the two one-core executors takes some tasks
     return [sys.executable, os.getcwd(), find_spec("rekko") is not None]
+
+def executors():  # registered with this driver, which lists itself too
+    return len(spark.sparkContext._jsc.sc().statusTracker().getExecutorInfos()) - 1
 
 def done(step):
     print(f"driver: {step} after {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
@@ -349,6 +369,11 @@ def done(step):
 started = time.monotonic()
 master, plan = sys.argv[1], json.loads(sys.argv[2])
 spark = spark_session(master, ship_rekko=False)
+while executors() < 2:
+    if time.monotonic() - started > plan["executors_timeout"]:
+        sys.exit(f"driver: {executors()} of 2 executors after {plan['executors_timeout']} s")
+    time.sleep(0.2)
+done("both executors")
 tasks = spark.sparkContext.parallelize(range(8), 8)
 done("session")
 before = tasks.map(where).collect()
@@ -386,7 +411,11 @@ def runs(
     commands = [
         command for name, flags in sources.items() for command in _commands(flags, folders[name])
     ]
-    plan = {"commands": commands, "report": str(root / "probes.json")}
+    plan = {
+        "commands": commands,
+        "report": str(root / "probes.json"),
+        "executors_timeout": EXECUTORS_TIMEOUT,
+    }
     log = root / "driver.log"
     local = tmp_path_factory.mktemp("local")
     with log.open("w") as output:
@@ -408,7 +437,7 @@ def runs(
             if driver.poll() is None:
                 driver.kill()
                 driver.wait(timeout=30)
-    assert code == 0, _tail(log)
+    assert code == 0, f"{_tail(log)}\n{cluster.diagnosis()}"
     probes = json.loads((root / "probes.json").read_text())
     return Runs(probes, folders, local)
 
@@ -438,7 +467,7 @@ def test_executors_on_both_workers_run_that_python_and_find_rekko_once_shipped(
         for work_dir in cluster.work_dirs
         if Path(cwd).is_relative_to(work_dir)
     }
-    assert ran_in == set(cluster.work_dirs), f"tasks ran in {tasks}"
+    assert ran_in == set(cluster.work_dirs), f"tasks ran in {tasks}\n{cluster.diagnosis()}"
 
 
 @pytest.mark.parametrize("source", ["csv", "parquet", "postgresql"])
