@@ -39,7 +39,9 @@ def test_weights_match_the_closed_form(values: str, dropout: float) -> None:
     matrix = ((rng.random((25, 9)) < 0.5) * rng.integers(1, 6, (25, 9))).astype(np.float64)
     matrix[np.arange(25), np.arange(25) % 9] = 2.0  # every user and every item present
     data = Dataset.from_frame(_frame(matrix))
-    model = create_model("ease", l2=3.0, dropout=dropout, values=values).fit(data)
+    model = create_model(
+        "ease", l2=3.0, dropout=dropout, values=values, user_weight=0.0, popularity_penalty=0.0
+    ).fit(data)
     dense = data.matrix.toarray().astype(np.float64)
     transformed = {"binary": (dense > 0) * 1.0, "log": np.log1p(dense), "raw": dense}[values]
     expected = _closed_form(transformed, 3.0, dropout)
@@ -49,6 +51,34 @@ def test_weights_match_the_closed_form(values: str, dropout: float) -> None:
     np.testing.assert_allclose(
         model._score(np.asarray([user]))[0], transformed[user] @ expected, rtol=2e-4, atol=1e-5
     )
+
+
+def test_user_weights_and_popularity_penalty_match_their_formula() -> None:
+    rng = np.random.default_rng(2)
+    matrix = (rng.random((30, 8)) < 0.45).astype(np.float64)
+    matrix[np.arange(30), np.arange(30) % 8] = 1.0
+    data = Dataset.from_frame(_frame(matrix))
+    model = create_model(
+        "ease", l2=2.0, dropout=0.0, values="binary", user_weight=0.5, popularity_penalty=0.3
+    ).fit(data)
+    dense = (data.matrix.toarray() > 0) * 1.0
+    user_degree = dense.sum(axis=1)
+    # The Gram matrix weighs user u by (mean degree / degree(u)) ** 0.5 ...
+    weighted = dense * np.sqrt((user_degree.mean() / user_degree) ** 0.5)[:, None]
+    expected = _closed_form(weighted, 2.0, 0.0)
+    # ... and the weights into item j are divided by degree(j) ** 0.3.
+    expected = expected / dense.sum(axis=0)[None, :] ** 0.3
+    np.testing.assert_allclose(model.weights_, expected, rtol=2e-4, atol=2e-6)
+    sparse = create_model(
+        "sparse-ease",
+        l2=2.0,
+        dropout=0.0,
+        values="binary",
+        user_weight=0.5,
+        popularity_penalty=0.3,
+        k_neighbors=7,
+    ).fit(data)
+    np.testing.assert_allclose(sparse.weights_.toarray(), expected, rtol=1e-3, atol=1e-5)
 
 
 def test_the_held_out_item_of_the_users_block_comes_first() -> None:
