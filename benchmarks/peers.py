@@ -50,6 +50,7 @@ MODELS: list[tuple[str, str, dict[str, Any]]] = [
     ("rp3beta", "rp3beta", {}),
     ("sparse-ease", "sparse-ease", {}),
     ("sequential", "sequential", {}),
+    ("auto", "auto", {}),
 ]
 #: The peers' rows quoted next to rekko's: (split, label in PEERS.md).
 PEER_ROWS = [

@@ -35,6 +35,18 @@ def datasets_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def bench_dir() -> Path:
+    """The peers' splits and scorer: $REKKO_BENCH, else ../shared/bench beside the repo."""
+    configured = os.environ.get("REKKO_BENCH")
+    root = (
+        Path(configured) if configured else Path(__file__).resolve().parents[2] / "shared" / "bench"
+    )
+    if not (root / "ml100k").is_dir():
+        pytest.fail(f"bench folder {root} not found: set REKKO_BENCH", pytrace=False)
+    return root
+
+
+@pytest.fixture(scope="session")
 def ml100k(datasets_dir: Path) -> Dataset:
     """MovieLens-100K with item and user features (read once per session; do not mutate)."""
     from rekko.data.loaders import load_movielens_100k

@@ -392,16 +392,30 @@ def train(
             "--master", help="Spark master for --engine spark: local[*] (default), spark://..."
         ),
     ] = None,
+    time_budget: Annotated[
+        float | None,
+        typer.Option(
+            "--time-budget",
+            min=0.001,
+            help="Seconds --model auto may spend choosing and fitting its blend (default 600).",
+        ),
+    ] = None,
 ) -> None:
     """Train a model on your data and save it to a folder."""
     settings = read_config(config)
     section = config_section(settings, "train", ("model", "output", "params", "engine", "master"))
     engine = engine or section.get("engine", "local")
+    model = model or section.get("model")
+    params = _parse_params(param, section.get("params", {}))
+    if time_budget is not None:
+        if model != "auto":
+            raise DataError("--time-budget applies to --model auto only")
+        params["time_budget"] = time_budget
     spec = workflows.TrainSpec(  # checks the engine, master and model against each other
         data=data_spec(settings, data),
-        model=model or section.get("model"),
+        model=model,
         output=output or (Path(section["output"]) if "output" in section else None),
-        params=_parse_params(param, section.get("params", {})),
+        params=params,
         engine=cast(workflows.Engine, engine),
         master=master or section.get("master"),
     )
@@ -984,12 +998,21 @@ def export_command(
     console.print(f"Exported to {path} (see manifest.json)")
 
 
-@app.command("models")
-def list_models() -> None:
-    """List the registered models with their abilities and parameters."""
+@app.command("models", epilog=_examples("rekko models", "rekko models models/auto"))
+def list_models(
+    folder: Annotated[
+        Path | None,
+        typer.Argument(help="A trained model folder: show what it is and how it was chosen."),
+    ] = None,
+) -> None:
+    """List the registered models with their abilities and parameters (or describe a folder)."""
     from dataclasses import asdict
 
     from rekko.models import available_models, get_model_class
+
+    if folder is not None:
+        _describe_model_folder(folder)
+        return
 
     table = Table(title="Models")
     for column in ("name", "abilities", "parameters (defaults)"):
@@ -1003,6 +1026,47 @@ def list_models() -> None:
         )
         table.add_row(name, abilities, params or "-")
     console.print(table)
+
+
+def _describe_model_folder(folder: Path) -> None:
+    """A saved model's class, data and parameters; for ``auto``, what its search tried."""
+    from rekko.models import load_model
+
+    model = load_model(folder)
+    meta = model.metadata_
+    console.print(
+        f"[bold]{model.name}[/bold] in {folder}: trained {meta.get('trained_at', '?')} on "
+        f"{meta.get('data_name', '?')} ({meta.get('n_interactions', '?')} interactions, "
+        f"{meta.get('n_users', '?')} users, {meta.get('n_items', '?')} items)"
+    )
+    console.print(f"parameters: {json.dumps(model.params.model_dump(mode='json'))}")
+    report = meta.get("auto")
+    if not isinstance(report, dict):
+        return
+    metric = str(report.get("metric", "ndcg@10"))
+    table = Table(
+        title=f"Families tried on the inner split ({report['validation']['events']} held-out "
+        f"interactions of {report['validation']['users']} users)"
+    )
+    for column in ("model", "status", f"inner {metric}", "fit s", "weight"):
+        table.add_column(column)
+    weights = report.get("weights", {})
+    for entry in report.get("tried", []):
+        score = entry.get(f"inner_{metric}")
+        table.add_row(
+            entry["model"],
+            entry["status"],
+            "-" if score is None else f"{score:.4f}",
+            "-" if "fit_s" not in entry else f"{entry['fit_s']:.2f}",
+            f"{weights[entry['model']]:g}" if entry["model"] in weights else "-",
+        )
+    console.print(table)
+    blend = report.get(f"inner_{metric}")
+    console.print(
+        f"chosen: {', '.join(report.get('chosen', []))}"
+        + ("" if blend is None else f" (blend inner {metric} {blend:.4f})")
+        + f"; {report.get('fit_s', '?')} s of a {report.get('time_budget_s', '?')} s budget"
+    )
 
 
 @app.command(epilog=_examples("rekko demo", "rekko demo -m als --users 5 -k 10"))

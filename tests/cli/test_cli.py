@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -89,6 +90,7 @@ def test_config_file_drives_train(shop_csv: Path, tmp_path: Path) -> None:
         (["evaluate", "--recommendations", "r.csv"], "go together"),
         (["evaluate", "--dataset", "demo", "--models", "popularity", "-k", "0"], "-k"),
         (["tune", "--dataset", "demo", "--model", "popularity", "--metric", "rmse"], "--metric"),
+        (["train", "--dataset", "demo", "-m", "ease", "--time-budget", "5", "-o", "x"], "auto"),
     ],
 )
 def test_bad_input_is_one_clear_line_without_traceback(
@@ -354,3 +356,18 @@ def test_predict_similar_and_datasets_commands(datasets_dir: Path, tmp_path: Pat
     assert "movielens-100k" in listed and "retailrocket" in listed
     no_ratings = rekko("predict", "-m", str(tmp_path / "knn"), "--pairs", str(pairs), "-o", "x")
     assert no_ratings.returncode == 1 and "explicit" in no_ratings.stderr
+
+
+def test_auto_is_trained_within_a_budget_and_described(tmp_path: Path) -> None:
+    folder = tmp_path / "auto"
+    ok("train", "--dataset", "demo", "-m", "auto", "--time-budget", "120", "-o", str(folder))
+    meta = json.loads((folder / "model.json").read_text())
+    assert meta["params"]["time_budget"] == 120
+    report = meta["metadata"]["auto"]
+    assert [entry["model"] for entry in report["tried"]][:3] == ["ease", "als", "item-knn"]
+    described = ok("models", str(folder))
+    assert "Families tried on the inner split" in described
+    for entry in report["tried"]:
+        assert entry["model"] in described
+    assert f"chosen: {', '.join(report['chosen'])}" in described
+    assert "auto" in ok("models")  # the registry listing still works without a folder

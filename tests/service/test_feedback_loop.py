@@ -330,3 +330,17 @@ def test_scheduled_retraining_runs_on_its_own(tmp_path: Path) -> None:
             last = repo.last_finished_job(state.engine)
         assert last is not None and last["trigger"] == "schedule", last
         assert last["status"] == "succeeded"
+
+
+def test_auto_trains_a_blend_that_is_served(client: TestClient) -> None:
+    job = _train(client, algorithm="auto")
+    assert job["status"] == "succeeded", job
+    versions = {v["version"]: v for v in client.get("/models").json()}
+    assert versions[job["version"]]["algorithm"] == "auto"
+    if not job["activated"]:  # the gate compares it with the default hybrid
+        client.post(f"/models/{job['version']}/activate")
+    served = _state(client).served("u0003")
+    assert served is not None and served.version == job["version"]
+    assert served.model.name == "auto" and served.model.metadata_["auto"]["chosen"]
+    top = _top(client, "u0003", k=8)
+    assert len(top) == 8 and len(set(top)) == 8

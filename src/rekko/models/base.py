@@ -162,8 +162,10 @@ class Recommender(ABC):
         self.item_features_ = dataset.item_features
         self._ann_index.clear()
         self._derived = {}
+        self.metadata_ = {}  # _fit may record what it chose (auto's search) here
         self._fit(dataset)
         self.metadata_ = {
+            **self.metadata_,
             "data_fingerprint": dataset.fingerprint(),
             "data_name": dataset.name,
             "explicit_data": dataset.explicit,

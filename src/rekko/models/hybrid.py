@@ -273,13 +273,28 @@ class _Ensemble(Recommender):
                 rows.append(component._similar(items))
             except ModelError:  # an ensemble component whose own parts cannot
                 continue
-            weights.append(self._similar_weight(role))
+            weights.append(self._weight(role))
         if not rows:
             raise ModelError(f"model '{self.name}': none of its components finds similar items")
         return np.asarray(blend_scores(rows, weights, mask, self._method()), dtype=np.float32)
 
-    def _similar_weight(self, role: str) -> float:
+    def _weight(self, role: str) -> float:
+        """The blend weight of a component (in scores and similar items)."""
         return 1.0
+
+    def _weighted_blend(
+        self, users: npt.NDArray[np.int64], mask: npt.NDArray[np.bool_] | None
+    ) -> npt.NDArray[np.float64]:
+        """The weighted mean of the components' normalised scores (weights from ``_weight``)."""
+        method = self._method()
+        total = sum(self._weight(role) for role in self.components_)
+        out = np.zeros((len(users), len(self._fitted()[1])), dtype=np.float64)
+        for role in self.components_:
+            weight = self._weight(role) / total
+            out += weight * normalise_scores(
+                self._component_scores(role, users, mask), mask, method
+            )
+        return out
 
     def _method(self) -> Normalise:
         method: Normalise = getattr(self.params, "normalise", "minmax")
@@ -441,21 +456,13 @@ class Hybrid(_Ensemble):
     def _role_spec(self, role: str) -> tuple[str, dict[str, Any]]:
         return role, dict(self.params.component_params.get(role, {}))
 
-    def _similar_weight(self, role: str) -> float:
+    def _weight(self, role: str) -> float:
         return self.params.components[role]
 
     def _blend(
         self, users: npt.NDArray[np.int64], mask: npt.NDArray[np.bool_] | None
     ) -> npt.NDArray[np.float64]:
-        method = self.params.normalise
-        total = sum(self.params.components[role] for role in self.components_)
-        out = np.zeros((len(users), len(self._fitted()[1])), dtype=np.float64)
-        for role in self.components_:
-            weight = self.params.components[role] / total
-            out += weight * normalise_scores(
-                self._component_scores(role, users, mask), mask, method
-            )
-        return out
+        return self._weighted_blend(users, mask)
 
 
 # -- fallback --------------------------------------------------------------------------------
