@@ -770,7 +770,13 @@ def split_command(
 @data_options()
 def tune(
     model: Annotated[
-        str, typer.Option("--model", "-m", help="Model name to tune, or 'auto' to pick a family.")
+        str,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Model name to tune, or 'auto' to tune every family and keep the best one "
+            "(`rekko train -m auto` blends families instead).",
+        ),
     ],
     trials: Annotated[int, typer.Option("--trials", "-n", min=1, help="Trials per model.")] = 20,
     metric: Annotated[str, typer.Option("--metric", help="What to maximise, e.g. ndcg@10.")] = (
