@@ -45,6 +45,8 @@ from rekko import progress
 from rekko.data.dataset import Dataset
 from rekko.data.splits import RandomSplit
 from rekko.errors import DataError, ModelError
+from rekko.evaluation.metrics import ndcg_at_k
+from rekko.index.topk import top_k
 from rekko.models.base import Params, Recommender, seen_entries
 from rekko.models.ease import MAX_ITEMS
 from rekko.models.hybrid import Normalise, _Ensemble, normalise_scores
@@ -178,7 +180,8 @@ class Auto(_Ensemble):
         refit_estimate: dict[str, float] = {}
         task = "auto: families tried"
         for position, name in enumerate(names):
-            entry: dict[str, Any] = {"model": name, "params": self._role_spec(name)[1]}
+            params = self._role_spec(name)[1]
+            entry: dict[str, Any] = {"model": name, "params": params}
             tried.append(entry)
             elapsed = time.perf_counter() - started
             if fitted and not len(users):
@@ -189,7 +192,7 @@ class Auto(_Ensemble):
                 continue
             begun = time.perf_counter()
             try:
-                model = create_model(name, **self._role_spec(name)[1]).fit(inner)
+                model = create_model(name, **params).fit(inner)
             except (DataError, ModelError) as error:
                 if not fitted and position == len(names) - 1:
                     raise
@@ -330,17 +333,14 @@ class Auto(_Ensemble):
             if weight > 0:
                 total += weight * pool.scores[name]
         total[pool.duplicate | ~np.isfinite(total)] = -np.inf
-        depth = min(k, pool.items.shape[1])
-        top = np.argpartition(-total, depth - 1, axis=1)[:, :depth]
-        top_scores = np.take_along_axis(total, top, axis=1)
-        order = np.lexsort((np.take_along_axis(pool.items, top, axis=1), -top_scores), axis=1)
-        top = np.take_along_axis(top, order, axis=1)
-        gains = np.take_along_axis(pool.hits, top, axis=1)
-        gains &= np.isfinite(np.take_along_axis(total, top, axis=1))
-        discounts = 1.0 / np.log2(np.arange(2, depth + 2))
-        ideal = np.concatenate(([0.0], np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))))
-        ndcg = (gains @ discounts) / ideal[np.minimum(pool.n_relevant, k)]
-        return float(ndcg.mean())
+        # Pooled items are sorted per row, so top_k's ties (lower column first) go to the lower
+        # item index, as in ``rank``; excluded entries come back as -1.
+        top, _ = top_k(total, k)
+        found = top >= 0
+        hits = np.zeros((len(top), k), dtype=bool)
+        hits[:, : top.shape[1]] = np.take_along_axis(pool.hits, np.where(found, top, 0), axis=1)
+        hits[:, : top.shape[1]] &= found
+        return float(ndcg_at_k(hits, pool.n_relevant, k).mean())
 
     def _learn_weights(self, pool: _Pool) -> tuple[dict[str, float], float, dict[str, float]]:
         """Coordinate ascent on the inner NDCG@k: the blend weights, its score, and each
@@ -366,11 +366,6 @@ class Auto(_Ensemble):
         return weights, score, singles
 
     # -- scoring and saving ------------------------------------------------------------------
-    def _blend(
-        self, users: npt.NDArray[np.int64], mask: npt.NDArray[np.bool_] | None
-    ) -> npt.NDArray[np.float64]:
-        return self._weighted_blend(users, mask)
-
     def _state(self) -> dict[str, npt.NDArray[Any]]:
         arrays = super()._state()
         arrays["weights"] = np.asarray(

@@ -127,8 +127,9 @@ def blend_scores(
 class _Ensemble(Recommender):
     """Trains, saves, folds in and scores named component models (not registered itself).
 
-    Subclasses name their components (``_roles``, ``_role_spec``) and combine them
-    (``_blend``: normalised scores, shape (len(users), n_items), for a mask of allowed items).
+    Subclasses name their components (``_roles``, ``_role_spec``) and weigh them (``_weight``)
+    or combine them otherwise (``_blend``: normalised scores, shape (len(users), n_items), for
+    a mask of allowed items).
     """
 
     abilities = Abilities(
@@ -168,7 +169,16 @@ class _Ensemble(Recommender):
     def _blend(
         self, users: npt.NDArray[np.int64], mask: npt.NDArray[np.bool_] | None
     ) -> npt.NDArray[np.float64]:
-        raise NotImplementedError
+        """The weighted mean of the components' normalised scores (weights from ``_weight``)."""
+        method = self._method()
+        total = sum(self._weight(role) for role in self.components_)
+        out = np.zeros((len(users), len(self._fitted()[1])), dtype=np.float64)
+        for role in self.components_:
+            weight = self._weight(role) / total
+            out += weight * normalise_scores(
+                self._component_scores(role, users, mask), mask, method
+            )
+        return out
 
     # -- fitting ---------------------------------------------------------------------------
     def _fit(self, dataset: Dataset) -> None:
@@ -281,20 +291,6 @@ class _Ensemble(Recommender):
     def _weight(self, role: str) -> float:
         """The blend weight of a component (in scores and similar items)."""
         return 1.0
-
-    def _weighted_blend(
-        self, users: npt.NDArray[np.int64], mask: npt.NDArray[np.bool_] | None
-    ) -> npt.NDArray[np.float64]:
-        """The weighted mean of the components' normalised scores (weights from ``_weight``)."""
-        method = self._method()
-        total = sum(self._weight(role) for role in self.components_)
-        out = np.zeros((len(users), len(self._fitted()[1])), dtype=np.float64)
-        for role in self.components_:
-            weight = self._weight(role) / total
-            out += weight * normalise_scores(
-                self._component_scores(role, users, mask), mask, method
-            )
-        return out
 
     def _method(self) -> Normalise:
         method: Normalise = getattr(self.params, "normalise", "minmax")
@@ -458,11 +454,6 @@ class Hybrid(_Ensemble):
 
     def _weight(self, role: str) -> float:
         return self.params.components[role]
-
-    def _blend(
-        self, users: npt.NDArray[np.int64], mask: npt.NDArray[np.bool_] | None
-    ) -> npt.NDArray[np.float64]:
-        return self._weighted_blend(users, mask)
 
 
 # -- fallback --------------------------------------------------------------------------------
